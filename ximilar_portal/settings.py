@@ -1,0 +1,263 @@
+"""The one settings file. Every value comes from the environment, with embedded
+defaults that let a fresh clone run with no server installed (SQLite, a
+filesystem Celery broker, local media). `PRODUCTION=true` turns the defaults
+that are only safe on a laptop into start-up errors.
+
+Every variable is listed in README.md and .env.example.
+"""
+
+import os
+import secrets
+import sys
+import warnings
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name, default=""):
+    return os.environ.get(name, default)
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def env_float(name, default):
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+PRODUCTION = env_bool("PRODUCTION")
+DEBUG = env_bool("DEBUG")
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+_missing = [
+    name
+    for name in ("SECRET_KEY", "XIMILAR_TOKEN_KEYS", "ALLOWED_HOSTS", "DATABASE_URL")
+    if PRODUCTION and not env_str(name)
+]
+if PRODUCTION and not env_str("CELERY_BROKER_URL"):
+    _missing.append("CELERY_BROKER_URL")
+if _missing:
+    raise ImproperlyConfigured(
+        "PRODUCTION=true needs these environment variables: " + ", ".join(_missing)
+    )
+
+
+def _development_secret(filename, make_value, what):
+    """A value generated once and kept under var/, so restarts keep sessions and
+    tokens readable. Only for development: production sets the variable."""
+    path = VAR_DIR / filename
+    if not path.exists():
+        path.write_text(make_value())
+        path.chmod(0o600)
+        warnings.warn(
+            f"{what} not set: generated a development value in {path}. "
+            "Set it in the environment for any shared or production deployment.",
+            stacklevel=2,
+        )
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY") or _development_secret(
+    "secret_key", lambda: secrets.token_urlsafe(50), "SECRET_KEY"
+)
+
+# The token key ring: "key_id:base64(32 bytes)" entries separated by commas, the
+# first one encrypts, all of them decrypt. Never derived from SECRET_KEY.
+XIMILAR_TOKEN_KEYS = env_str("XIMILAR_TOKEN_KEYS") or _development_secret(
+    "token_keys",
+    lambda: "dev1:" + __import__("base64").b64encode(secrets.token_bytes(32)).decode(),
+    "XIMILAR_TOKEN_KEYS",
+)
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "ximilar_portal.accounts",
+    "ximilar_portal.records",
+    "ximilar_portal.submissions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "ximilar_portal.accounts.middleware.ActiveTeamMiddleware",
+]
+
+ROOT_URLCONF = "ximilar_portal.urls"
+WSGI_APPLICATION = "ximilar_portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "ximilar_portal.accounts.context_processors.active_team",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and sweeper write to one file: WAL lets readers run beside a
+    # writer, IMMEDIATE transactions queue writers instead of failing them.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory, so a Celery worker process can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-portal.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "records:list"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static and media --------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "whitenoise.storage.CompressedStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
+
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 64_000_000)
+
+# --- Ximilar ------------------------------------------------------------------
+XIMILAR_API_URL = env_str("XIMILAR_API_URL", "https://api.ximilar.com/")
+XIMILAR_CONNECT_TIMEOUT = env_float("XIMILAR_CONNECT_TIMEOUT", 5.0)
+XIMILAR_READ_TIMEOUT = env_float("XIMILAR_READ_TIMEOUT", 90.0)
+XIMILAR_MAX_ATTEMPTS = env_int("XIMILAR_MAX_ATTEMPTS", 6)
+XIMILAR_BACKOFF_CAP = env_float("XIMILAR_BACKOFF_CAP", 300.0)
+XIMILAR_CONCURRENCY = env_int("XIMILAR_CONCURRENCY", 4)
+XIMILAR_LEASE_SECONDS = env_int("XIMILAR_LEASE_SECONDS", 300)
+
+# --- Celery ---------------------------------------------------------------------
+# The database is the source of truth for every record's state; the broker only
+# carries ids. No result backend: nothing reads task results.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = Path(env_str("CELERY_BROKER_FOLDER", str(VAR_DIR / "broker")))
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "store_processed": True,
+        "processed_folder": str(_broker_dir / "processed"),
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_SWEEP_SECONDS = env_float("CELERY_SWEEP_SECONDS", 15.0)
+
+# --- E-mail and security ---------------------------------------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "portal@localhost")
+ADMINS = [("Admin", a) for a in env_list("ADMINS")]
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # urllib3 logs request lines at DEBUG; headers are never logged, but keep
+    # third-party chatter down.
+    "loggers": {"urllib3": {"level": "WARNING"}},
+}
+
+TESTING = "pytest" in sys.modules
