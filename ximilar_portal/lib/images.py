@@ -1,22 +1,324 @@
-"""Everything the portal does to image bytes: format checks, re-encoding, thumbnails."""
+"""Everything the portal does to image bytes: format checks, re-encoding, thumbnails.
 
+Uploads are untrusted. The format is decided from the content, never from the
+file name, and only formats Ximilar accepts pass (design §4.3). Pillow itself
+opens AVIF, JPEG 2000 and PSD, so every Image.open here names the one plugin
+the sniffed format allows. Sizes are checked from the header before any pixel
+is decoded, and decompression-bomb warnings are errors.
+
+No Django here: callers pass the limits from settings.
+"""
+
+import contextlib
+import hashlib
 import io
+import warnings
+from dataclasses import dataclass
 
+import pillow_heif
 from PIL import Image
+
+pillow_heif.register_heif_opener()
+
+# Pillow's own guard protects every decode in the process (thumbnails, the
+# resize before sending). inspect_image's max_pixels is the primary limit and
+# gives a precise message; this backstop sits above the default upload limit
+# so that images which passed it can still be processed.
+Image.MAX_IMAGE_PIXELS = 128_000_000
+
+USE_INSTEAD = "use JPEG, PNG, WEBP, HEIC, BMP or TIFF."
+DAMAGED = "The image file is damaged or truncated."
+
+
+@dataclass(frozen=True)
+class _Format:
+    mime: str
+    extension: str
+    plugin: str  # Pillow's format name: the only plugin allowed to open it
+
+
+FORMATS = {
+    "JPEG": _Format("image/jpeg", ".jpg", "JPEG"),
+    "PNG": _Format("image/png", ".png", "PNG"),
+    "WEBP": _Format("image/webp", ".webp", "WEBP"),
+    "HEIC": _Format("image/heic", ".heic", "HEIF"),  # pillow-heif calls HEIC "HEIF"
+    "BMP": _Format("image/bmp", ".bmp", "BMP"),
+    "TIFF": _Format("image/tiff", ".tiff", "TIFF"),
+    "GIF": _Format("image/gif", ".gif", "GIF"),
+}
+ALLOWED_FORMATS = frozenset(FORMATS)
+
+# Signatures at offset 0 of formats we know to be images Ximilar accepts.
+ACCEPTED_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),  # includes JFIF and Exif JPEGs
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+# Signatures at offset 0 of files we refuse, with what to call them.
+REFUSED_SIGNATURES = (
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000 images are"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000 images are"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL images are"),
+    (b"\xff\x0a", "JPEG XL images are"),
+    (b"8BPS", "Photoshop (PSD) files are"),
+    (b"%PDF-", "PDF documents are"),
+    (b"%!PS", "PostScript files are"),
+    (b"PK\x03\x04", "ZIP archives are"),
+    (b"PK\x05\x06", "ZIP archives are"),
+    (b"\x00\x00\x01\x00", "ICO icons are"),
+)
+
+# ISO media (ftyp) brands. HEIC is HEVC-coded HEIF; Ximilar accepts it but not
+# generic HEIF (mif1, msf1) nor AVIF, and pillow-heif reports all of them as
+# "HEIF", so the brand decides. The major brand is what the file says it is.
+HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"hevm", b"hevs"}
+AVIF_BRANDS = {b"avif", b"avis"}
+HEIF_BRANDS = {b"mif1", b"msf1", b"mif2", b"heif"}
+
+# EXIF orientation -> the transpose that shows the image upright.
+ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+class ImageRejected(ValueError):
+    """The upload cannot be used. `message` is a sentence to show the user."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # one of ALLOWED_FORMATS
+    mime: str
+    width: int
+    height: int
+    first_frame_only: bool  # animated: Ximilar only looks at the first frame
+    extension: str
+
+
+def inspect_image(
+    data: bytes, *, max_pixels: int = 64_000_000, max_bytes: int = 20 * 1024 * 1024
+) -> ImageInfo:
+    """What the upload is, or ImageRejected saying why it cannot be used.
+
+    Trailing bytes after a valid image (say a PNG with HTML appended) are
+    accepted: the original bytes are only sent to Ximilar and served back with
+    the detected image type, nosniff and a sandbox CSP, so they are never
+    interpreted as anything but an image."""
+    if not data:
+        raise ImageRejected("The file is empty.")
+    if len(data) > max_bytes:
+        raise ImageRejected(
+            f"The file is {_megabytes(len(data))}; the limit is {_megabytes(max_bytes)}."
+        )
+    image_format = sniff_format(data)
+    with _bomb_warnings_are_errors(), _rejecting_broken_files(max_pixels):
+        with _open(data, image_format) as image:
+            width, height = image.size
+            _check_pixels(width, height, max_pixels)
+            animated = image_format in ("GIF", "PNG", "WEBP") and _is_animated(image)
+        _decode(data, image_format)
+    spec = FORMATS[image_format]
+    return ImageInfo(image_format, spec.mime, width, height, animated, spec.extension)
+
+
+def make_thumbnail(data: bytes, *, size: int = 320) -> bytes:
+    """A WEBP fitting in size × size, upright, flattened on white."""
+    image_format = sniff_format(data)
+    with _bomb_warnings_are_errors(), _rejecting_broken_files():
+        with _open(data, image_format) as image:
+            thumbnail = _upright_rgb(image, (size, size))
+        out = io.BytesIO()
+        thumbnail.save(out, "WEBP", quality=80)
+        return out.getvalue()
 
 
 def shrink_for_api(data: bytes, shorter_side: int) -> bytes:
     """Downscale like the official client: only when both sides exceed
-    `shorter_side`, then so the shorter side equals it. Small images go as they are."""
+    `shorter_side`, then so the shorter side equals it. Small images go as they are.
+    Re-encoded images are upright RGB JPEG: the EXIF that said how to rotate
+    them is not carried over, and Ximilar drops transparency anyway.
+    Raises ImageRejected when the bytes are not a readable allowed image."""
     if not shorter_side:
         return data
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        if min(width, height) <= shorter_side:
-            return data
-        scale = shorter_side / min(width, height)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    image_format = sniff_format(data)
+    with _bomb_warnings_are_errors(), _rejecting_broken_files():
+        with _open(data, image_format) as image:
+            width, height = image.size
+            if min(width, height) <= shorter_side:
+                return data
+            scale = shorter_side / min(width, height)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            resized = _upright_rgb(image, size, exact=True)
         out = io.BytesIO()
-        image.save(out, "JPEG", quality=95)
+        resized.save(out, "JPEG", quality=95)
         return out.getvalue()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sniff_format(data: bytes) -> str:
+    """The format name from the first bytes, or ImageRejected naming what it is."""
+    head = data[:4096]
+    for signature, name in ACCEPTED_SIGNATURES:
+        if head.startswith(signature):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp":
+        return _sniff_iso_media(head)
+    for signature, what in REFUSED_SIGNATURES:
+        if head.startswith(signature):
+            raise ImageRejected(f"{what} not supported by Ximilar; {USE_INSTEAD}")
+    _refuse_markup(head)
+    raise ImageRejected(f"The file is not an image in a supported format; {USE_INSTEAD}")
+
+
+def _sniff_iso_media(head: bytes) -> str:
+    major = head[8:12]
+    box_end = min(int.from_bytes(head[:4], "big"), len(head))
+    compatible = {head[i : i + 4] for i in range(16, box_end - 3, 4)}
+    if major in HEIC_BRANDS:
+        return "HEIC"
+    if major in AVIF_BRANDS or AVIF_BRANDS & compatible:
+        raise ImageRejected(f"AVIF images are not supported by Ximilar; {USE_INSTEAD}")
+    if major in HEIF_BRANDS:
+        raise ImageRejected(
+            "HEIF images other than HEIC are not supported by Ximilar; " + USE_INSTEAD
+        )
+    raise ImageRejected(f"Video and other ISO media files are not images; {USE_INSTEAD}")
+
+
+def _refuse_markup(head: bytes) -> None:
+    """SVG and HTML are text: name them, since SVG can carry scripts."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if not text.startswith(b"<"):
+        return
+    if b"<svg" in text:
+        raise ImageRejected(f"SVG images are not supported by Ximilar; {USE_INSTEAD}")
+    if any(tag in text for tag in (b"<html", b"<!doctype html", b"<body", b"<script", b"<head")):
+        raise ImageRejected(f"This is an HTML page, not an image; {USE_INSTEAD}")
+    raise ImageRejected(f"This is an XML or markup document, not an image; {USE_INSTEAD}")
+
+
+def _open(data: bytes, image_format: str) -> Image.Image:
+    return Image.open(io.BytesIO(data), formats=[FORMATS[image_format].plugin])
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise ImageRejected(DAMAGED)
+    if width * height > max_pixels:
+        raise ImageRejected(
+            f"The image is {width} × {height} pixels ({width * height:,}); "
+            f"the limit is {max_pixels:,} pixels."
+        )
+
+
+def _is_animated(image: Image.Image) -> bool:
+    # Only asked after the size check: it reads on into the second frame.
+    return bool(getattr(image, "is_animated", False))
+
+
+def _decode(data: bytes, image_format: str) -> None:
+    """Decode the pixels on a fresh copy, so damaged and truncated files are
+    refused now rather than when a thumbnail or Ximilar trips over them."""
+    with _open(data, image_format) as image:
+        # A reduced JPEG decode still reads every byte of the entropy-coded
+        # data, at up to 1/64 of the memory.
+        image.draft("RGB", (1024, 1024))
+        image.load()
+
+
+def _upright_rgb(image: Image.Image, size: tuple[int, int], exact: bool = False) -> Image.Image:
+    """First frame, reduced to fit `size` (or resized to it exactly), rotated
+    as its EXIF says, as RGB on a white background."""
+    image.draft("RGB", size)  # JPEG only: decode at a reduced scale
+    image.load()
+    # Read after load: TIFF and HEIC apply their orientation while loading.
+    orientation = _orientation(image)
+    image = _to_rgb_or_rgba(image)
+    if exact:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    else:
+        image.thumbnail(size, Image.Resampling.LANCZOS)
+    if orientation in ORIENTATION_TRANSPOSE:
+        image = image.transpose(ORIENTATION_TRANSPOSE[orientation])
+    return _flatten_on_white(image)
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # corrupt EXIF: show the image as stored
+        return 1
+
+
+def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # Plain conversion clips 16-bit values to white; scale them to 8 bits.
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def _flatten_on_white(image: Image.Image) -> Image.Image:
+    if image.mode != "RGBA":
+        return image
+    background = Image.new("RGB", image.size, "white")
+    background.paste(image, mask=image.getchannel("A"))
+    return background
+
+
+@contextlib.contextmanager
+def _bomb_warnings_are_errors():
+    """Pillow warns, rather than fails, between MAX_IMAGE_PIXELS and twice
+    that. Here that warning is an error. Other Pillow warnings are about
+    metadata, not safety: the decode decides whether the file is usable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _rejecting_broken_files(max_pixels: int | None = None):
+    """Turn whatever the decoders raise on hostile input into ImageRejected.
+    Untrusted bytes make Pillow raise many types (OSError, SyntaxError,
+    struct.error, EOFError, ValueError, ...), so the net is wide on purpose."""
+    try:
+        yield
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        # Pillow refuses these inside Image.open, before the exact size is
+        # known to us, so the message gives Pillow's bound and the limit.
+        backstop = Image.MAX_IMAGE_PIXELS
+        limit = min(max_pixels or backstop, backstop)
+        raise ImageRejected(
+            f"The image is too large: it has more than {backstop:,} pixels; "
+            f"the limit is {limit:,} pixels."
+        ) from None
+    except Exception as error:  # wide on purpose, see the docstring
+        raise ImageRejected(DAMAGED) from error
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
