@@ -8,7 +8,6 @@ Every variable is listed in README.md and .env.example.
 
 import os
 import secrets
-import sys
 import warnings
 from pathlib import Path
 
@@ -101,8 +100,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "ximilar_portal.accounts",
-    # "ximilar_portal.records",
-    # "ximilar_portal.submissions",
+    "ximilar_portal.records",
+    "ximilar_portal.submissions",
 ]
 
 MIDDLEWARE = [
@@ -114,7 +113,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # "ximilar_portal.accounts.middleware.ActiveTeamMiddleware",
+    "ximilar_portal.accounts.middleware.ActiveTeamMiddleware",
 ]
 
 ROOT_URLCONF = "ximilar_portal.urls"
@@ -177,6 +176,7 @@ USE_TZ = True
 # --- Static and media --------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing folder
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
@@ -228,6 +228,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_SWEEP_SECONDS = env_float("CELERY_SWEEP_SECONDS", 15.0)
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "submissions.sweep", "schedule": CELERY_SWEEP_SECONDS},
+}
 
 # --- E-mail and security ---------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -259,5 +262,3 @@ LOGGING = {
     # third-party chatter down.
     "loggers": {"urllib3": {"level": "WARNING"}},
 }
-
-TESTING = "pytest" in sys.modules

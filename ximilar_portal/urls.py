@@ -1,6 +1,9 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
+    path("", include("ximilar_portal.records.urls")),
+    path("", include("ximilar_portal.submissions.urls")),
+    path("accounts/", include("ximilar_portal.accounts.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -68,6 +68,9 @@ class Membership(models.Model):
             models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team")
         ]
 
+    def __str__(self):
+        return f"{self.user} in {self.team} ({self.role})"
+
     @property
     def can_write(self):
         return self.role != Role.VIEWER

@@ -1,0 +1,132 @@
+"""The engine's decisions, run in this process against the sandbox over real
+HTTP: what happens to each record for each kind of answer."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ximilar_portal.accounts.models import Team
+from ximilar_portal.accounts.services import credential_set
+from ximilar_portal.records.models import Record
+from ximilar_portal.submissions import services
+from ximilar_portal.submissions.models import JobState, RecordJob, Result
+
+from .conftest import SANDBOX_TOKEN, client_for, jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Task hand-offs this test would have sent to the broker."""
+    calls = []
+    monkeypatch.setattr(services, "submission_enqueue", lambda pk, **kw: calls.append(pk))
+    return calls
+
+
+@pytest.fixture
+def records(owner, team):
+    client = client_for(owner)
+    for number in range(3):
+        image = SimpleUploadedFile(f"{number}.jpg", jpeg_bytes(color=(number * 80, 90, 200)))
+        client.post("/records/new/", {"image": image, "ximilar_id": f"r{number}"})
+    credential_set(team=team, token=SANDBOX_TOKEN, user=owner)
+    return list(Record.objects.order_by("ximilar_id"))
+
+
+def submit(team, owner, records, service="generic_tags"):
+    return services.submission_create(
+        team=team, user=owner, records=records, service=service, options={}
+    )
+
+
+def states(submission):
+    return sorted(submission.jobs.values_list("state", flat=True))
+
+
+def test_it_stores_one_result_per_record(sandbox, enqueued, owner, team, records):
+    submission = submit(team, owner, records)
+    services.submission_process(submission_id=submission.pk)
+    assert states(submission) == [JobState.DONE] * 3
+    assert Result.objects.filter(job__submission=submission).count() == 3
+    assert [r.record_count for r in sandbox.requests()] == [3]
+    # A duplicate delivery of the same task finds nothing to claim and calls nobody.
+    services.submission_process(submission_id=submission.pk)
+    assert len(sandbox.requests()) == 1
+    assert Result.objects.count() == 3
+
+
+def test_a_failed_record_fails_alone(sandbox, enqueued, owner, team, records):
+    sandbox.faults.fail_record_ids = {"r1"}
+    submission = submit(team, owner, records)
+    services.submission_process(submission_id=submission.pk)
+    failed = submission.jobs.get(state=JobState.FAILED)
+    assert failed.record.ximilar_id == "r1"
+    assert "could not process" in failed.error_message
+    assert submission.jobs.filter(state=JobState.DONE).count() == 2
+
+
+def test_a_429_waits_at_least_retry_after(sandbox, enqueued, owner, team, records):
+    sandbox.faults.status_code = 429
+    sandbox.faults.retry_after = "30"
+    submission = submit(team, owner, records)
+    services.submission_process(submission_id=submission.pk)
+    for job in submission.jobs.all():
+        assert job.state == JobState.QUEUED
+        assert (job.next_attempt_at - job.updated_at).total_seconds() >= 29
+        assert job.error_class == "RateLimited"
+    assert not Result.objects.exists()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_blocks_the_team(sandbox, enqueued, owner, team, records, status):
+    sandbox.faults.status_code = status
+    submission = submit(team, owner, records)
+    services.submission_process(submission_id=submission.pk)
+    assert states(submission) == [JobState.BLOCKED] * 3
+    assert Team.objects.get(pk=team.pk).blocked_reason.startswith("token")
+    services.submission_process(submission_id=submission.pk)
+    assert len(sandbox.requests()) == 1, "no second call with a refused token"
+
+    sandbox.faults.status_code = None
+    credential_set(team=Team.objects.get(pk=team.pk), token=SANDBOX_TOKEN, user=owner)
+    assert states(submission) == [JobState.QUEUED] * 3
+    services.submission_process(submission_id=submission.pk)
+    assert states(submission) == [JobState.DONE] * 3
+
+
+def test_a_worker_that_died_mid_batch_is_swept_back(sandbox, enqueued, owner, team, records):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    submission = submit(team, owner, records)
+    claim_id, jobs = services.jobs_claim(submission_id=submission.pk)
+    assert len(jobs) == 3
+    RecordJob.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
+    swept = services.sweep()
+    assert swept["requeued"] == 3
+    services.submission_process(submission_id=submission.pk)
+    assert states(submission) == [JobState.DONE] * 3
+    # The old claim can no longer store a second result.
+    services.results_store(
+        submission=submission, claim_id=claim_id, jobs=jobs, response=sandbox_reply(jobs)
+    )
+    assert Result.objects.count() == 3
+
+
+def sandbox_reply(jobs):
+    from ximilar_portal.lib import ximilar
+
+    records = [
+        ximilar.RecordResult(index=i, ok=True, code=200, text="OK", raw={"_id": "x"})
+        for i, _ in enumerate(jobs)
+    ]
+    return ximilar.Response(
+        status_code=200,
+        status_text="OK",
+        records=records,
+        statistics={},
+        processing_time=0.1,
+        raw={},
+        sandbox=True,
+    )

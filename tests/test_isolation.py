@@ -1,0 +1,91 @@
+"""Walks every URL pattern of the portal as an outsider, an anonymous visitor and a
+viewer. A new URL pattern that is not listed here makes the first test fail, so
+nothing is added without its isolation being checked."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from ximilar_portal.records.models import Record
+from ximilar_portal.submissions.services import submission_create
+
+from .conftest import client_for, jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+
+# URLs about one object of a team: an outsider must get 404 on every method.
+OBJECT_URLS = {
+    "records:detail": lambda s: {"pk": s["record"].pk},
+    "records:image": lambda s: {"pk": s["record"].pk},
+    "records:thumbnail": lambda s: {"pk": s["record"].pk},
+    "submissions:submit_record": lambda s: {"record_pk": s["record"].pk},
+    "submissions:detail": lambda s: {"pk": s["submission"].pk},
+}
+# URLs about the active team as a whole: an outsider sees their own team there.
+TEAM_URLS = {"records:list", "records:new", "accounts:token"}
+# Pages for anyone.
+PUBLIC_URLS = {"accounts:signup", "accounts:login", "accounts:logout"}
+# What a viewer (read-only member) may not do.
+WRITE_URLS = {"records:new", "submissions:submit_record", "accounts:token"}
+
+
+def url_names(patterns=None, namespace=None):
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace == "admin":
+                continue
+            yield from url_names(pattern.url_patterns, pattern.namespace or namespace)
+        elif isinstance(pattern, URLPattern):
+            yield f"{namespace}:{pattern.name}" if namespace else pattern.name
+
+
+@pytest.fixture
+def scenario(owner, team, sandbox):
+    image = SimpleUploadedFile("a.jpg", jpeg_bytes())
+    client_for(owner).post("/records/new/", {"image": image, "product_id": "p-1"})
+    record = Record.objects.get()
+    submission = submission_create(
+        team=team, user=owner, records=[record], service="generic_tags", options={}
+    )
+    return {"record": record, "submission": submission}
+
+
+def object_urls(scenario):
+    return {name: reverse(name, kwargs=make(scenario)) for name, make in OBJECT_URLS.items()}
+
+
+def test_every_url_pattern_is_covered():
+    covered = set(OBJECT_URLS) | TEAM_URLS | PUBLIC_URLS
+    assert set(url_names()) == covered
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_outsider_gets_404_on_every_object_url(scenario, outsider, method):
+    client = client_for(outsider)
+    for name, url in object_urls(scenario).items():
+        response = getattr(client, method)(url)
+        assert response.status_code == 404, f"{method.upper()} {name}"
+
+
+def test_lists_never_show_another_teams_records(scenario, outsider):
+    response = client_for(outsider).get(reverse("records:list"))
+    assert list(response.context["records"]) == []
+    assert b"p-1" not in response.content
+
+
+def test_anonymous_visitors_are_sent_to_log_in(scenario):
+    urls = list(object_urls(scenario).values()) + [reverse(name) for name in TEAM_URLS]
+    for url in urls:
+        response = Client().get(url)
+        assert response.status_code == 302, url
+        assert response.url.startswith(reverse("accounts:login")), url
+
+
+def test_a_viewer_gets_403_on_every_write(scenario, viewer):
+    client = client_for(viewer)
+    urls = object_urls(scenario) | {name: reverse(name) for name in TEAM_URLS}
+    for name in WRITE_URLS:
+        response = client.post(urls[name], {"service": "generic_tags", "token": "x" * 20})
+        assert response.status_code == 403, name
+    assert Record.objects.count() == 1

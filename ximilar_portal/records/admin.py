@@ -1,0 +1,11 @@
+from django.contrib import admin
+
+from .models import Record
+
+
+@admin.register(Record)
+class RecordAdmin(admin.ModelAdmin):
+    list_display = ("ximilar_id", "team", "product_id", "category", "price", "created_at")
+    list_filter = ("category",)
+    search_fields = ("ximilar_id", "product_id")
+    raw_id_fields = ("team", "created_by")
