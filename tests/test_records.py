@@ -93,3 +93,15 @@ def test_a_teammate_sees_the_record(owner, teammate):
     response = client_for(teammate).get(f"/records/{record.pk}/")
     assert response.status_code == 200
     assert b"p1" in response.content
+
+
+def test_sending_without_a_token_asks_for_one(owner):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = client_for(owner)
+    upload(client, image=SimpleUploadedFile("a.jpg", jpeg_bytes()))
+    record = Record.objects.get()
+    response = client.post(f"/records/{record.pk}/submit/", {"service": "generic_tags"})
+    assert response.status_code == 302
+    assert response.url == "/accounts/team/token/"
+    assert not record.jobs.exists()

@@ -13,7 +13,7 @@ SERVICE_CHOICES = [
 class SubmitForm(forms.Form):
     service = forms.ChoiceField(choices=SERVICE_CHOICES)
     lang = forms.ChoiceField(
-        choices=[("en", "English"), ("cs", "Czech")], required=False, initial="en"
+        label="Language", choices=[("en", "English"), ("cs", "Czech")], required=False, initial="en"
     )
     mode = forms.ChoiceField(
         label="Tagging mode",

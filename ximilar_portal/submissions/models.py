@@ -4,6 +4,8 @@ from django.db import models
 from ximilar_portal.accounts.models import Team
 from ximilar_portal.records.models import Record
 
+from .calls import service_label
+
 
 class Submission(models.Model):
     """One person's request to run one service over a set of records."""
@@ -23,6 +25,10 @@ class Submission(models.Model):
 
     def __str__(self):
         return f"{self.service} #{self.pk}"
+
+    @property
+    def service_label(self):
+        return service_label(self.service)
 
 
 class JobState(models.TextChoices):
@@ -96,6 +102,4 @@ class Result(models.Model):
 
     @property
     def service_label(self):
-        from .calls import service_label
-
         return service_label(self.service)

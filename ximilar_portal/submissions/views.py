@@ -3,6 +3,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 
 from ximilar_portal.accounts.decorators import team_view
+from ximilar_portal.accounts.models import Credential
 from ximilar_portal.records.selectors import record_get
 
 from . import selectors, services
@@ -14,6 +15,9 @@ def submit_record(request, record_pk):
     record = record_get(team=request.team, pk=record_pk)
     if request.method != "POST":
         return redirect(record)
+    if not Credential.objects.filter(team=request.team).exists():
+        messages.error(request, "Save the team's Ximilar API token first.")
+        return redirect("accounts:token")
     form = SubmitForm(request.POST)
     if not form.is_valid():
         for error in form.errors.values():
