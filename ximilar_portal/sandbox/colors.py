@@ -4,8 +4,9 @@ Pillow's octree quantizer picks the initial palette and then refines it with
 k-means (its `kmeans` argument), all in C, so this is real clustering without
 numpy. Octree rather than median cut: median cut splits the box with the most
 pixels, so JPEG noise in a large white background used up the palette while a
-red and a blue object were averaged into one purple. The product variant first drops a plain background, as
-Ximilar's product service is meant for product shots on a plain background.
+red and a blue object were averaged into one purple. The product variant
+first drops a plain background, as Ximilar's product service is meant for
+product shots on a plain background.
 """
 
 from PIL import Image
