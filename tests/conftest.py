@@ -15,10 +15,10 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 from PIL import Image
-from ximilar_portal.sandbox.server import SandboxServer
 
 from ximilar_portal.accounts.models import Membership, Role
 from ximilar_portal.accounts.services import user_signup
+from ximilar_portal.sandbox.server import SandboxServer
 
 # Every test's token is a canary: it must never show up in a page, log or message.
 SANDBOX_TOKEN = "canary" + secrets.token_hex(12)
