@@ -105,6 +105,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.log_file = open(log_path, "w")  # noqa: SIM115 - lives as long as the process
         command = [sys.executable, "-m", "celery", "-A", "ximilar_portal", "worker"]
+        command += ["--pool", "threads"]  # as in the Procfile; see README "Workers"
         command += ["--concurrency", str(concurrency), "--loglevel", "DEBUG", "--without-gossip"]
         command += ["--without-mingle", "--without-heartbeat"]
         self.process = subprocess.Popen(
