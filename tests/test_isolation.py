@@ -7,6 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from ximilar_portal.history.models import Export, SavedView
 from ximilar_portal.records.models import Record
 from ximilar_portal.submissions.services import submission_create
 
@@ -21,9 +22,21 @@ OBJECT_URLS = {
     "records:thumbnail": lambda s: {"pk": s["record"].pk},
     "submissions:submit_record": lambda s: {"record_pk": s["record"].pk},
     "submissions:detail": lambda s: {"pk": s["submission"].pk},
+    "history:record": lambda s: {"pk": s["record"].pk},
+    "history:export_download": lambda s: {"pk": s["export"].pk},
+    "history:view_update": lambda s: {"pk": s["saved_view"].pk},
+    "history:view_delete": lambda s: {"pk": s["saved_view"].pk},
 }
 # URLs about the active team as a whole: an outsider sees their own team there.
 TEAM_URLS = {"records:list", "records:new", "accounts:token"}
+TEAM_URLS |= {
+    "history:list",
+    "history:insights",
+    "history:export",
+    "history:exports",
+    "history:submissions",
+    "history:view_create",
+}
 # Pages for anyone.
 PUBLIC_URLS = {"accounts:signup", "accounts:login", "accounts:logout"}
 # What a viewer (read-only member) may not do.
@@ -48,7 +61,11 @@ def scenario(owner, team, sandbox):
     submission = submission_create(
         team=team, user=owner, records=[record], service="generic_tags", options={}
     )
-    return {"record": record, "submission": submission}
+    history = {
+        "export": Export.objects.create(team=team, created_by=owner, format="csv"),
+        "saved_view": SavedView.objects.create(team=team, owner=owner, name="v", shared=True),
+    }
+    return {"record": record, "submission": submission, **history}
 
 
 def object_urls(scenario):

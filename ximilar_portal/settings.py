@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "ximilar_portal.accounts",
     "ximilar_portal.records",
     "ximilar_portal.submissions",
+    "ximilar_portal.history",
 ]
 
 MIDDLEWARE = [

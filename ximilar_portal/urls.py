@@ -5,5 +5,6 @@ urlpatterns = [
     path("", include("ximilar_portal.records.urls")),
     path("", include("ximilar_portal.submissions.urls")),
     path("accounts/", include("ximilar_portal.accounts.urls")),
+    path("history/", include("ximilar_portal.history.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,236 @@
+"""History: filters and exports checked against generated data, computed again
+in plain Python from the rows themselves; another team's records never show."""
+
+import csv
+import io
+import json
+
+import pytest
+from django.urls import reverse
+
+from ximilar_portal.history.demo import demo_data_generate
+from ximilar_portal.history.models import Export, RecordSummary, SavedView
+from ximilar_portal.history.services import summary_refresh
+from ximilar_portal.records.models import Record
+from ximilar_portal.submissions.models import Result
+
+from .conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def data(team, owner):
+    demo_data_generate(team=team, records=300, chunk=100, seed=3)
+    other = demo_data_generate(teams=1, records=120, seed=4)
+    return {"other": other}
+
+
+def history(client, **params):
+    return client.get(reverse("history:list"), params)
+
+
+def all_ids(client, **params):
+    """Every record id of the view, walking the next-page links."""
+    ids, after = [], ""
+    while True:
+        page = history(client, **params, **({"after": after} if after else {}))
+        assert page.status_code == 200
+        ids += [s.record_id for s in page.context["page"]["rows"]]
+        after = page.context["page"]["next"]
+        if not after:
+            return ids
+
+
+def expected(team, predicate, key=lambda s: (s.created_at, s.record_id), reverse_=True):
+    rows = [s for s in RecordSummary.objects.filter(team=team) if predicate(s)]
+    return [s.record_id for s in sorted(rows, key=key, reverse=reverse_)]
+
+
+def labels_of(record_id):
+    probs = {}
+    for result in Result.objects.filter(record_id=record_id):
+        for item in result.labels + result.tags:
+            probs[item["name"]] = max(probs.get(item["name"], 0), item["prob"])
+    return probs
+
+
+def test_it_pages_through_exactly_the_teams_records_newest_first(data, team, owner):
+    client = client_for(owner)
+    ids = all_ids(client)
+    assert ids == expected(team, lambda s: True)
+    assert len(ids) == 300
+    assert set(ids) == set(Record.objects.filter(team=team).values_list("pk", flat=True))
+
+
+def test_it_combines_label_probability_status_and_price(data, team, owner):
+    client = client_for(owner)
+    params = {"label": "dress", "min_prob": "0.5", "status": "done", "price_min": "50"}
+    ids = all_ids(client, **params)
+
+    def wanted(s):
+        prob = labels_of(s.record_id).get("dress")
+        return prob is not None and prob >= 0.5 and s.status == "done" and (s.price or 0) >= 50
+
+    assert ids == expected(team, wanted)
+    assert ids, "the generated data has matching records"
+
+
+def test_it_filters_tags_any_all_none_and_custom_fields(data, team, owner):
+    client = client_for(owner)
+
+    def tags(s):
+        record = Record.objects.get(pk=s.record_id)
+        result_tags = {t["name"] for r in record.results.all() for t in r.tags}
+        return set(record.tags) | result_tags
+
+    got = all_ids(client, tags_any="red, blue", tags_none="summer", field="brand=acme")
+    want = expected(
+        team,
+        lambda s: (
+            bool(tags(s) & {"red", "blue"})
+            and "summer" not in tags(s)
+            and s.record_fields["brand"] == "acme"
+        ),
+    )
+    assert got == want and got
+    got = all_ids(client, tags_all="red,cotton")
+    assert got == expected(team, lambda s: {"red", "cotton"} <= tags(s))
+
+
+def test_it_sorts_by_probability_across_pages(data, team, owner):
+    ids = all_ids(client_for(owner), sort="prob_desc", has_error="no")
+    want = expected(team, lambda s: not s.has_error, key=lambda s: (s.best_prob, s.record_id))
+    assert ids == want
+
+
+def test_it_goes_back_with_the_previous_link(data, owner):
+    client = client_for(owner)
+    first = history(client).context["page"]
+    second = history(client, after=first["next"]).context["page"]
+    back = history(client, before=second["previous"]).context["page"]
+    assert [s.pk for s in back["rows"]] == [s.pk for s in first["rows"]]
+    assert back["previous"] is None
+
+
+def test_it_never_shows_or_exports_another_teams_records(data, team, owner, outsider):
+    other_ids = set(Record.objects.exclude(team=team).values_list("pk", flat=True))
+    assert other_ids
+    client = client_for(owner)
+    assert not set(all_ids(client)) & other_ids
+    response = client.post(
+        reverse("history:export"), {"format": "jsonl", "ids": sorted(other_ids)[:20]}
+    )
+    assert b"".join(response.streaming_content) == b""
+    assert client.get(reverse("history:record", args=[min(other_ids)])).status_code == 404
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_it_exports_exactly_the_filtered_view(data, team, owner, fmt):
+    client = client_for(owner)
+    query = "status=done&category=fashion&sort=price_asc"
+    ids = all_ids(client, status="done", category="fashion", sort="price_asc")
+    response = client.post(reverse("history:export"), {"format": fmt, "query": query})
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content).decode()
+    want = [Record.objects.get(pk=pk).ximilar_id for pk in ids]
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(body)))
+        assert [row["_id"] for row in rows] == want
+    else:
+        items = (
+            json.loads(body)["records"]
+            if fmt == "json"
+            else list(map(json.loads, body.splitlines()))
+        )
+        assert [item["_id"] for item in items] == want
+        first = Record.objects.get(pk=ids[0])
+        assert {k: v for k, v in items[0].items() if not k.startswith("_")} == {
+            k: v for k, v in first.as_ximilar().items() if not k.startswith("_")
+        }
+        assert [r["service"] for r in items[0]["_results"]]
+
+
+def test_it_exports_only_the_checked_rows(data, owner):
+    client = client_for(owner)
+    rows = history(client).context["page"]["rows"][:3]
+    response = client.post(
+        reverse("history:export"), {"format": "csv", "ids": [s.record_id for s in rows]}
+    )
+    lines = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [line["_id"] for line in lines] == [s.ximilar_id for s in rows]
+
+
+def test_it_moves_large_exports_to_the_background(data, owner, settings, monkeypatch):
+    from ximilar_portal.history import views
+
+    monkeypatch.setattr(views, "INLINE_EXPORT_ROWS", 10)
+    monkeypatch.setattr("ximilar_portal.history.services._export_enqueue", lambda pk: None)
+    client = client_for(owner)
+    response = client.post(reverse("history:export"), {"format": "csv", "query": "status=failed"})
+    assert response.url == reverse("history:exports")
+    export = Export.objects.get()
+    from ximilar_portal.history.services import export_run
+
+    export_run(export_id=export.pk)
+    export.refresh_from_db()
+    assert export.state == "done"
+    download = client.get(reverse("history:export_download", args=[export.pk]))
+    lines = b"".join(download.streaming_content).decode().splitlines()
+    assert len(lines) - 1 == export.rows == len(all_ids(client, status="failed"))
+
+
+def test_it_refuses_bad_filters_with_a_clear_error(data, owner):
+    response = history(client_for(owner), min_prob="2", field="nonsense")
+    assert response.context["qs"] is None
+    assert b"Write the custom field as name=value" in response.content
+    assert b"less than or equal to 1" in response.content
+
+
+def test_it_shows_records_added_without_a_refresh_call(team, owner):
+    record = Record.objects.bulk_create([Record(team=team, ximilar_id="bulk-1")])[0]
+    page = history(client_for(owner))
+    assert [s.record_id for s in page.context["page"]["rows"]] == [record.pk]
+
+
+def test_it_forgets_the_summary_of_a_deleted_record(data, team):
+    record = Record.objects.filter(team=team).first()
+    record.delete()
+    summary_refresh(record_ids=[record.pk])
+    assert not RecordSummary.objects.filter(pk=record.pk).exists()
+
+
+def test_it_saves_personal_and_shared_views(data, team, owner, teammate):
+    client = client_for(owner)
+    client.post(reverse("history:view_create"), {"name": "Mine", "query": "status=done"})
+    client.post(reverse("history:view_create"), {"name": "Ours", "query": "q=red", "shared": "on"})
+    seen = history(client_for(teammate)).context["saved_views"]
+    assert [v.name for v in seen] == ["Ours"]
+    shared = SavedView.objects.get(name="Ours")
+    assert (
+        client_for(teammate).post(reverse("history:view_delete", args=[shared.pk])).status_code
+        == 403
+    )
+    mine = SavedView.objects.get(name="Mine")
+    assert (
+        client_for(teammate).post(reverse("history:view_delete", args=[mine.pk])).status_code == 404
+    )
+    client.post(reverse("history:view_delete", args=[mine.pk]))
+    assert list(SavedView.objects.values_list("name", flat=True)) == ["Ours"]
+
+
+def test_it_draws_insights_and_the_record_history(data, team, owner):
+    client = client_for(owner)
+    insights = client.get(reverse("history:insights"), {"status": "done"}).context["insights"]
+    assert insights["labels"] and insights["tags"] and insights["palette"]
+    done = RecordSummary.objects.filter(team=team, status="done", best_label="dress")
+    assert insights["labels"][0]["count"] >= 1
+    assert (
+        sum(b["count"] for b in insights["labels"])
+        <= RecordSummary.objects.filter(team=team, status="done").count()
+    )
+    record = done.first()
+    page = client.get(reverse("history:record", args=[record.pk]))
+    assert page.status_code == 200
+    assert b"dress" in page.content and b"Raw JSON" in page.content
+    assert client.get(reverse("history:submissions")).status_code == 200

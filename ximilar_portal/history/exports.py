@@ -1,0 +1,142 @@
+"""Exactly the current view as CSV, JSON (`{"records": [...]}`, Ximilar's own
+form) or JSON Lines, produced as a stream of text pieces: rows are read with a
+database cursor in chunks and written in batches, so memory stays flat however
+many rows there are. The same generators feed the HTTP response and the
+background export file."""
+
+import csv
+import io
+import json
+from itertools import islice
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from ximilar_portal.submissions.models import Result
+
+CHUNK = 2000
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+}
+CSV_COLUMNS = [
+    ("_id", "ximilar_id"),
+    ("product_id", "product_id"),
+    ("category", "category"),
+    ("price", "price"),
+    ("tags", "record_tags"),
+    ("fields", "record_fields"),
+    ("created_at", "created_at"),
+    ("status", "status"),
+    ("services", "services"),
+    ("best_label", "best_label"),
+    ("best_prob", "best_prob"),
+    ("top_tags", "top_tags"),
+    ("colors", "colors"),
+    ("error", "error_message"),
+]
+
+
+def export_stream(qs, fmt: str):
+    """Text pieces of the export of an ordered summary queryset."""
+    return {"csv": csv_stream, "json": json_stream, "jsonl": jsonl_stream}[fmt](qs)
+
+
+def csv_stream(qs):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([header for header, _ in CSV_COLUMNS])
+    rows = qs.values_list(*[column for _, column in CSV_COLUMNS]).iterator(chunk_size=CHUNK)
+    while batch := list(islice(rows, CHUNK)):
+        writer.writerows(_csv_row(row) for row in batch)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _csv_row(row):
+    (_id, product_id, category, price, tags, fields, created, status, services, label, prob) = row[
+        :11
+    ]
+    top_tags, colors, error = row[11:]
+    return (
+        _id,
+        product_id,
+        category,
+        "" if price is None else price.normalize(),
+        "|".join(str(t) for t in tags),
+        json.dumps(fields, ensure_ascii=False) if fields else "",
+        created.isoformat(),
+        status,
+        services.strip("|"),
+        label,
+        "" if prob < 0 else prob,
+        "|".join(t["name"] for t in top_tags),
+        "|".join(c["hex"] for c in colors),
+        error,
+    )
+
+
+def jsonl_stream(qs):
+    for batch in _record_batches(qs):
+        yield "".join(_dumps(item) + "\n" for item in batch)
+
+
+def json_stream(qs):
+    yield '{"records": ['
+    first = True
+    for batch in _record_batches(qs):
+        text = ",\n".join(_dumps(item) for item in batch)
+        yield ("\n" if first else ",\n") + text
+        first = False
+    yield "\n]}\n"
+
+
+def _dumps(item) -> str:
+    return json.dumps(item, ensure_ascii=False, cls=DjangoJSONEncoder)
+
+
+def _record_batches(qs):
+    """Records in Ximilar's form with their results and search answers, a chunk
+    at a time (one extra query per chunk for each, never one per record)."""
+    summaries = qs.select_related("record").iterator(chunk_size=CHUNK)
+    while batch := list(islice(summaries, CHUNK)):
+        ids = [s.record_id for s in batch]
+        results = _results_by_record(ids)
+        answers = _answers_by_record(ids)
+        yield [
+            _record_item(s, results.get(s.record_id, []), answers.get(s.record_id, []))
+            for s in batch
+        ]
+
+
+def _record_item(summary, results, answers) -> dict:
+    item = summary.record.as_ximilar()
+    item["_history"] = {
+        "status": summary.status,
+        "services": summary.service_list,
+        "best_label": summary.best_label,
+        "best_prob": summary.best_prob if summary.has_prob else None,
+        "created_at": summary.created_at,
+        "error": summary.error_message,
+    }
+    item["_results"] = results
+    item["_search_answers"] = answers
+    return item
+
+
+def _results_by_record(ids) -> dict:
+    by_record = {}
+    rows = Result.objects.filter(record_id__in=ids).order_by("created_at", "id")
+    for row in rows.values(
+        "record_id", "service", "created_at", "best_label", "best_prob", "labels", "tags", "colors"
+    ):
+        by_record.setdefault(row.pop("record_id"), []).append(row)
+    return by_record
+
+
+def _answers_by_record(ids) -> dict:
+    from .answers import answers_for_records
+
+    return answers_for_records(record_ids=ids)

@@ -1,0 +1,112 @@
+"""What the history pages put in front of the templates: the filter form read
+from a query string, and the contexts of the record and submissions pages."""
+
+from itertools import groupby
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.urls import reverse
+
+from ximilar_portal.accounts.models import Membership
+from ximilar_portal.submissions.models import RecordJob, Result, Submission
+
+from . import answers, selectors
+from .forms import HistoryFilterForm
+
+CURSOR_PARAMS = ("after", "before")
+
+
+def team_members(team):
+    memberships = (
+        Membership.objects.filter(team=team).select_related("user").order_by("user__email")
+    )
+    return [m.user for m in memberships]
+
+
+def filtered(request, data) -> dict:
+    """The filter form over `data` and, when it is valid, the team's matching
+    summaries (unordered; `sort` says how to order them)."""
+    form = HistoryFilterForm(data, members=team_members(request.team))
+    params = data.copy()
+    for name in CURSOR_PARAMS:
+        params.pop(name, None)
+    view = {"form": form, "qs": None, "sort": "newest", "layout": "grid"}
+    view["query"] = params.urlencode()
+    view["links"] = _links(params)
+    if form.is_valid():
+        view["sort"], view["layout"] = form.cleaned_data["sort"], form.cleaned_data["layout"]
+        view["filters"] = form.active_filters()
+        view["qs"] = selectors.summaries_filtered(team=request.team, filters=view["filters"])
+    return view
+
+
+def _links(params) -> dict:
+    """URLs of the same view with one thing changed (layout), and the base the
+    page links add their cursor to."""
+
+    def with_(**changes):
+        changed = params.copy()
+        for name, value in changes.items():
+            changed[name] = value
+        return "?" + changed.urlencode()
+
+    base = params.urlencode()
+    return {
+        "grid": with_(layout="grid"),
+        "table": with_(layout="table"),
+        "page_base": "?" + (base + "&" if base else ""),
+        "insights": reverse("history:insights") + "?" + base,
+        "list": reverse("history:list") + "?" + base,
+    }
+
+
+def record_context(record) -> dict:
+    results = list(
+        Result.objects.filter(record=record, team_id=record.team_id)
+        .select_related("job__submission__created_by")
+        .order_by("service", "-created_at", "-id")
+    )
+    by_service = [
+        (service, list(group)) for service, group in groupby(results, lambda r: r.service)
+    ]
+    jobs = (
+        RecordJob.objects.filter(record=record, team_id=record.team_id)
+        .select_related("submission__created_by")
+        .order_by("-id")[:100]
+    )
+    return {
+        "record": record,
+        "summary": getattr(record, "summary", None),
+        "results_by_service": by_service,
+        "jobs": jobs,
+        "searches": answers.searches_for_record(record=record),
+        "similar_url": answers.more_like_this_url(record.pk),
+    }
+
+
+def submissions_context(request) -> dict:
+    before = request.GET.get("before", "")
+    qs = Submission.objects.filter(team=request.team).select_related("created_by")
+    if before.isdigit():
+        qs = qs.filter(pk__lt=int(before))
+    submissions = list(
+        qs.order_by("-id").annotate(
+            total=Count("jobs"),
+            done=Count("jobs", filter=Q(jobs__state="done")),
+            failed=Count("jobs", filter=Q(jobs__state="failed")),
+            waiting=Count("jobs", filter=Q(jobs__state__in=["queued", "sending"])),
+            blocked=Count("jobs", filter=Q(jobs__state="blocked")),
+        )[:51]
+    )
+    more = len(submissions) > 50
+    submissions = submissions[:50]
+    return {"submissions": submissions, "older": submissions[-1].pk if more else None}
+
+
+def saved_view_owned(request, pk):
+    """A saved view the user may change: their own, or a shared one when they
+    manage the team. Others' personal views do not exist for them (404)."""
+    view = selectors.saved_view_get(team=request.team, user=request.user, pk=pk)
+    if view.owner_id != request.user.pk and not request.membership.can_manage:
+        raise PermissionDenied("Only its owner can change this view.")
+    return view

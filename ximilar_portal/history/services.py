@@ -1,0 +1,322 @@
+"""Writes of the history: the summary rows (its read model), saved views and
+exports.
+
+`summary_refresh(record_ids=...)` is the hook for the other apps: call it after
+anything that changes what a record's history shows (a record saved with
+`.update()` or `bulk_create`, a job whose state moved). Records and results
+saved with `.save()`/`.create()` are refreshed by signals, and `summary_sync`
+picks up, on each visit, records and jobs newer than it has seen plus records
+still waiting, so a missed call delays the history, it never loses anything.
+"""
+
+import logging
+import tempfile
+from collections import defaultdict
+
+from django.core.files import File
+from django.db import transaction
+from django.db.models import Max
+from django.http import QueryDict
+from django.utils import timezone
+
+from ximilar_portal.records.models import Record
+from ximilar_portal.submissions.models import RecordJob, Result
+
+from .audit import audit_record
+from .models import (
+    NO_PRICE,
+    NO_PROB,
+    Export,
+    ExportState,
+    RecordSummary,
+    SavedView,
+    Status,
+    SummaryLabel,
+    SyncMark,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500
+TOP_TAGS = 5
+TOP_COLORS = 6
+SYNC_PENDING_LIMIT = 500
+JOB_STATUS = {
+    "queued": Status.WAITING,
+    "sending": Status.WAITING,
+    "done": Status.DONE,
+    "failed": Status.FAILED,
+    "blocked": Status.BLOCKED,
+    "cancelled": Status.CANCELLED,
+}
+SUMMARY_FIELDS = [
+    f.name for f in RecordSummary._meta.concrete_fields if f.name not in ("record", "refreshed_at")
+]
+
+
+def summary_refresh(*, record_ids) -> int:
+    """Recompute the summaries of these records from their record, jobs and
+    results; records that no longer exist lose theirs. Safe to call twice."""
+    record_ids = sorted(set(record_ids))
+    for start in range(0, len(record_ids), CHUNK):
+        _refresh_chunk(record_ids[start : start + CHUNK])
+    return len(record_ids)
+
+
+def _refresh_chunk(ids) -> None:
+    records = list(Record.objects.filter(pk__in=ids))
+    jobs, results = defaultdict(list), defaultdict(list)
+    job_rows = RecordJob.objects.filter(record_id__in=ids).order_by("id")
+    for job in job_rows.values(
+        "record_id", "state", "error_message", "submission__service", "submission__created_by_id"
+    ):
+        jobs[job["record_id"]].append(job)
+    result_rows = Result.objects.filter(record_id__in=ids).order_by("created_at", "id")
+    for result in result_rows.values(
+        "record_id", "service", "best_label", "best_prob", "labels", "tags", "colors"
+    ):
+        results[result["record_id"]].append(result)
+    built = [summary_build(r, jobs[r.pk], results[r.pk]) for r in records]
+    with transaction.atomic():
+        RecordSummary.objects.filter(record_id__in=ids).exclude(
+            record_id__in=[r.pk for r in records]
+        ).delete()
+        RecordSummary.objects.bulk_create(
+            [summary for summary, _ in built],
+            update_conflicts=True,
+            unique_fields=["record"],
+            update_fields=SUMMARY_FIELDS,
+        )
+        SummaryLabel.objects.filter(summary_id__in=ids).delete()
+        SummaryLabel.objects.bulk_create(label for _, labels in built for label in labels)
+
+
+def summary_build(record, jobs, results) -> tuple[RecordSummary, list[SummaryLabel]]:
+    """The summary of one record: `jobs` in id order, `results` oldest first, both
+    as dicts. Pure: the demo data generator builds summaries with it too."""
+    summary = RecordSummary(
+        record_id=record.pk,
+        team_id=record.team_id,
+        created_at=record.created_at,
+        ximilar_id=record.ximilar_id,
+        product_id=record.product_id,
+        category=record.category,
+        price=record.price,
+        price_sort=record.price if record.price is not None else NO_PRICE,
+        has_image=bool(record.image),
+        has_thumbnail=bool(record.thumbnail),
+        record_tags=list(record.tags or []),
+        record_fields=dict(record.fields or {}),
+    )
+    _apply_jobs(summary, jobs)
+    probs = _apply_results(summary, results)
+    _apply_text(summary, record, jobs, results)
+    labels = [
+        SummaryLabel(summary_id=record.pk, team_id=record.team_id, name=name, prob=prob)
+        for name, prob in probs.items()
+    ]
+    return summary, labels
+
+
+def _apply_jobs(summary, jobs) -> None:
+    if not jobs:
+        return
+    summary.status = JOB_STATUS.get(jobs[-1]["state"], Status.WAITING)
+    latest_per_service = {job["submission__service"]: job for job in jobs}
+    failing = [j for j in latest_per_service.values() if j["state"] in ("failed", "blocked")]
+    summary.has_error = bool(failing)
+    summary.error_message = failing[-1]["error_message"][:500] if failing else ""
+
+
+def _apply_results(summary, results) -> dict[str, float]:
+    """Latest result per kind wins for display; every label and tag ever given
+    counts for the "any label ≥ p" filter, with its highest probability."""
+    probs: dict[str, float] = {}
+    for result in results:
+        if result["best_label"]:
+            summary.best_label = result["best_label"][:255]
+            summary.best_prob = result["best_prob"] if result["best_prob"] is not None else NO_PROB
+        named = [*result["labels"], *result["tags"]]
+        if result["tags"] or result["labels"]:
+            summary.top_tags = _top_tags(result["tags"] or result["labels"])
+        if result["colors"]:
+            summary.colors = [_color(c) for c in result["colors"][:TOP_COLORS]]
+        for item in named:
+            name, prob = (item.get("name") or "").lower()[:255], item.get("prob")
+            if name:
+                probs[name] = max(probs.get(name, 0.0), prob if prob is not None else 0.0)
+    if summary.best_label:
+        key = summary.best_label.lower()
+        probs[key] = max(probs.get(key, 0.0), max(summary.best_prob, 0.0))
+    summary.services = _bars(sorted({r["service"] for r in results}))
+    return probs
+
+
+def _top_tags(items) -> list[dict]:
+    ranked = sorted(items, key=lambda t: -(t.get("prob") or 0))[:TOP_TAGS]
+    return [{"name": t.get("name") or "", "prob": t.get("prob")} for t in ranked]
+
+
+def _color(color) -> dict:
+    return {
+        "hex": color.get("hex") or "#999999",
+        "name": color.get("name") or color.get("simple_name") or "",
+        "percentage": color.get("percentage"),
+    }
+
+
+def _apply_text(summary, record, jobs, results) -> None:
+    result_tags = {t.get("name", "") for r in results for t in r["tags"]}
+    tags = [str(t) for t in summary.record_tags] + sorted(result_tags)
+    fields = [f"{k}={v}" for k, v in summary.record_fields.items()]
+    summary.tags_text = _bars(tags)
+    summary.fields_text = _bars(fields)
+    people = {record.created_by_id} | {j["submission__created_by_id"] for j in jobs}
+    summary.people = _bars(str(p) for p in people if p)
+    words = [record.ximilar_id, record.product_id, *tags, *fields]
+    summary.search_text = _bars(words)
+
+
+def _bars(values) -> str:
+    """`|a|b|`, lower case, so a whole value is found with `contains "|a|"`."""
+    cleaned = [str(v).lower().replace("|", "/") for v in values if str(v)]
+    return "|" + "|".join(cleaned) + "|" if cleaned else ""
+
+
+def summary_sync(*, team) -> int:
+    """Summarise what changed without a refresh call: records, jobs and results
+    newer than this team's mark, and records still waiting or blocked."""
+    mark, _ = SyncMark.objects.get_or_create(team=team)
+    new_records = Record.objects.filter(team=team, pk__gt=mark.last_record_id)
+    new_jobs = RecordJob.objects.filter(team=team, pk__gt=mark.last_job_id)
+    new_results = Result.objects.filter(team=team, pk__gt=mark.last_result_id)
+    pending = RecordSummary.objects.filter(
+        team=team, status__in=[Status.WAITING, Status.BLOCKED]
+    ).order_by("record_id")[:SYNC_PENDING_LIMIT]
+    marks = {
+        "last_record_id": new_records.aggregate(m=Max("pk"))["m"],
+        "last_job_id": new_jobs.aggregate(m=Max("pk"))["m"],
+        "last_result_id": new_results.aggregate(m=Max("pk"))["m"],
+    }
+    ids = set(pending.values_list("record_id", flat=True))
+    if marks["last_record_id"]:
+        ids |= set(new_records.values_list("pk", flat=True))
+    if marks["last_job_id"]:
+        ids |= set(new_jobs.values_list("record_id", flat=True))
+    if marks["last_result_id"]:
+        ids |= set(new_results.values_list("record_id", flat=True))
+    summary_refresh(record_ids=ids)
+    changed = {name: value for name, value in marks.items() if value}
+    if changed:
+        SyncMark.objects.filter(pk=mark.pk).update(**changed)
+    return len(ids)
+
+
+def summary_rebuild(*, team=None) -> int:
+    """Every record again (after a deploy that changed what summaries hold)."""
+    records = Record.objects.all() if team is None else Record.objects.filter(team=team)
+    ids = list(records.values_list("pk", flat=True))
+    count = summary_refresh(record_ids=ids)
+    log.info("history.summaries_rebuilt count=%s", count)
+    return count
+
+
+# --- Saved views --------------------------------------------------------------------------
+
+
+def saved_view_create(*, team, user, name: str, query: str, shared: bool) -> SavedView:
+    view = SavedView.objects.create(team=team, owner=user, name=name, query=query, shared=shared)
+    log.info("history.view_saved id=%s shared=%s", view.pk, shared)
+    return view
+
+
+def saved_view_update(*, view: SavedView, name: str, query: str, shared: bool) -> SavedView:
+    view.name, view.query, view.shared = name, query, shared
+    view.save(update_fields=["name", "query", "shared", "updated_at"])
+    return view
+
+
+def saved_view_delete(*, view: SavedView) -> None:
+    view.delete()
+
+
+# --- Exports ------------------------------------------------------------------------------
+
+
+def export_audit(*, team, user, fmt: str, query: str, record_ids, rows=None, export_id=None):
+    """Every export leaves a line in the team's audit log."""
+    details = {"format": fmt, "query": query, "checked": len(record_ids or [])}
+    if rows is not None:
+        details["rows"] = rows
+    if export_id is not None:
+        details["export"] = export_id
+    audit_record(
+        team=team, user=user, action="export.downloaded", target=f"history?{query}", details=details
+    )
+
+
+def export_create(*, team, user, fmt: str, query: str, record_ids) -> Export:
+    """A background export: the file is written by a worker; its page links it."""
+    with transaction.atomic():
+        export = Export.objects.create(
+            team=team, created_by=user, format=fmt, query=query, record_ids=list(record_ids or [])
+        )
+        transaction.on_commit(lambda: _export_enqueue(export.pk))
+    log.info("history.export_queued id=%s format=%s", export.pk, fmt)
+    return export
+
+
+def _export_enqueue(export_id: int) -> None:
+    from .tasks import run_export
+
+    try:
+        run_export.delay(export_id)
+    except Exception:
+        log.exception("history.export_enqueue_failed id=%s", export_id)
+        Export.objects.filter(pk=export_id).update(
+            state=ExportState.FAILED, error_message="The task queue is not reachable; try again."
+        )
+
+
+def export_run(*, export_id: int) -> None:
+    """Write the export file at constant memory (a temporary file on disk, then
+    the media storage), and mark it ready."""
+    export = Export.objects.select_related("team", "created_by").filter(pk=export_id).first()
+    if export is None or export.state != ExportState.RUNNING:
+        return
+    qs = export_queryset(export)
+    try:
+        with tempfile.TemporaryFile("w+b") as file:
+            rows = _write_export(file, qs, export.format)
+            file.seek(0)
+            export.file.save(f"export.{export.format}", File(file), save=False)
+    except Exception as error:
+        log.exception("history.export_failed id=%s", export_id)
+        Export.objects.filter(pk=export_id).update(
+            state=ExportState.FAILED, error_message=str(error)[:500], finished_at=timezone.now()
+        )
+        return
+    export.state, export.rows, export.finished_at = ExportState.DONE, rows, timezone.now()
+    export.save(update_fields=["file", "state", "rows", "finished_at"])
+    log.info("history.export_done id=%s rows=%s", export_id, rows)
+
+
+def export_queryset(export):
+    from . import selectors
+    from .forms import HistoryFilterForm
+
+    form = HistoryFilterForm(QueryDict(export.query))
+    filters = form.active_filters() if form.is_valid() else {}
+    sort = form.cleaned_data.get("sort") or "newest" if form.is_valid() else "newest"
+    qs = selectors.summaries_filtered(
+        team=export.team, filters=filters, record_ids=export.record_ids or None
+    )
+    return selectors.ordered(qs, sort)
+
+
+def _write_export(file, qs, fmt) -> int:
+    from .exports import export_stream
+
+    for piece in export_stream(qs, fmt):
+        file.write(piece.encode())
+    return qs.count()

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="history.run_export", acks_late=True, max_retries=0)
+def run_export(export_id: int) -> None:
+    services.export_run(export_id=export_id)
