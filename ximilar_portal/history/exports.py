@@ -10,6 +10,8 @@ import json
 from itertools import islice
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
 from ximilar_portal.submissions.models import Result
 
@@ -37,18 +39,26 @@ CSV_COLUMNS = [
 ]
 
 
+JSON_COLUMNS = {"record_tags", "record_fields", "top_tags", "colors"}
+
+
 def export_stream(qs, fmt: str):
     """Text pieces of the export of an ordered summary queryset."""
     return {"csv": csv_stream, "json": json_stream, "jsonl": jsonl_stream}[fmt](qs)
 
 
 def csv_stream(qs):
+    """List and dict columns are written as their JSON text, read as text from
+    the database: decoding and re-encoding them would cost most of the time."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([header for header, _ in CSV_COLUMNS])
-    rows = qs.values_list(*[column for _, column in CSV_COLUMNS]).iterator(chunk_size=CHUNK)
+    as_text = {column: Cast(column, TextField()) for column in JSON_COLUMNS}
+    columns = [f"{c}_text" if c in JSON_COLUMNS else c for _, c in CSV_COLUMNS]
+    qs = qs.annotate(**{f"{c}_text": expression for c, expression in as_text.items()})
+    rows = qs.values_list(*columns).iterator(chunk_size=CHUNK)
     while batch := list(islice(rows, CHUNK)):
-        writer.writerows(_csv_row(row) for row in batch)
+        writer.writerows(map(_csv_row, batch))
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -56,26 +66,12 @@ def csv_stream(qs):
 
 
 def _csv_row(row):
-    (_id, product_id, category, price, tags, fields, created, status, services, label, prob) = row[
-        :11
-    ]
-    top_tags, colors, error = row[11:]
-    return (
-        _id,
-        product_id,
-        category,
-        "" if price is None else price.normalize(),
-        "|".join(str(t) for t in tags),
-        json.dumps(fields, ensure_ascii=False) if fields else "",
-        created.isoformat(),
-        status,
-        services.strip("|"),
-        label,
-        "" if prob < 0 else prob,
-        "|".join(t["name"] for t in top_tags),
-        "|".join(c["hex"] for c in colors),
-        error,
-    )
+    row = list(row)
+    row[3] = "" if row[3] is None else row[3].normalize()
+    row[6] = row[6].isoformat()
+    row[8] = row[8].strip("|")
+    row[10] = "" if row[10] < 0 else row[10]
+    return row
 
 
 def jsonl_stream(qs):

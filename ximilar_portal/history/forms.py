@@ -73,7 +73,7 @@ class HistoryFilterForm(forms.Form):
         required=False,
         min_value=0,
         max_value=1,
-        widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "0.5"}),
+        widget=forms.NumberInput(attrs={"step": "any", "placeholder": "0.5"}),
     )
     tags_any = TagList(label="Tags: any of", required=False, max_length=500)
     tags_all = TagList(label="Tags: all of", required=False, max_length=500)

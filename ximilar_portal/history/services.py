@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CHUNK = 500
 TOP_TAGS = 5
 TOP_COLORS = 6
-SYNC_PENDING_LIMIT = 500
+SYNC_PENDING_LIMIT = 200
 JOB_STATUS = {
     "queued": Status.WAITING,
     "sending": Status.WAITING,
@@ -190,15 +190,12 @@ def summary_sync(*, team) -> int:
     new_records = Record.objects.filter(team=team, pk__gt=mark.last_record_id)
     new_jobs = RecordJob.objects.filter(team=team, pk__gt=mark.last_job_id)
     new_results = Result.objects.filter(team=team, pk__gt=mark.last_result_id)
-    pending = RecordSummary.objects.filter(
-        team=team, status__in=[Status.WAITING, Status.BLOCKED]
-    ).order_by("record_id")[:SYNC_PENDING_LIMIT]
     marks = {
         "last_record_id": new_records.aggregate(m=Max("pk"))["m"],
         "last_job_id": new_jobs.aggregate(m=Max("pk"))["m"],
         "last_result_id": new_results.aggregate(m=Max("pk"))["m"],
     }
-    ids = set(pending.values_list("record_id", flat=True))
+    ids = _pending_moved(team)
     if marks["last_record_id"]:
         ids |= set(new_records.values_list("pk", flat=True))
     if marks["last_job_id"]:
@@ -210,6 +207,23 @@ def summary_sync(*, team) -> int:
     if changed:
         SyncMark.objects.filter(pk=mark.pk).update(**changed)
     return len(ids)
+
+
+def _pending_moved(team) -> set[int]:
+    """Records shown as waiting or blocked whose latest job has moved on since
+    (the engine changes job states with `.update()`, which sends no signal)."""
+    pending = dict(
+        RecordSummary.objects.filter(team=team, status__in=[Status.WAITING, Status.BLOCKED])
+        .order_by("-record_id")
+        .values_list("record_id", "status")[:SYNC_PENDING_LIMIT]
+    )
+    if not pending:
+        return set()
+    latest = {}
+    jobs = RecordJob.objects.filter(record_id__in=list(pending)).order_by("id")
+    for record_id, state in jobs.values_list("record_id", "state"):
+        latest[record_id] = JOB_STATUS.get(state, Status.WAITING)
+    return {pk for pk, status in pending.items() if latest.get(pk) != status}
 
 
 def summary_rebuild(*, team=None) -> int:

@@ -35,7 +35,10 @@ def history_list(request):
             after=request.GET.get("after", ""),
             before=request.GET.get("before", ""),
         )
-        context.update(page=page, count=selectors.count_capped(view["qs"]))
+        context["page"] = page
+        if not request.GET.get("after") and not request.GET.get("before"):
+            # Counted on the first page only, and only so far: deep pages stay cheap.
+            context["count"] = selectors.count_capped(view["qs"], cap=1000)
     return render(request, "history/list.html", context)
 
 
