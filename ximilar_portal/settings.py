@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "ximilar_portal.records",
     "ximilar_portal.submissions",
     "ximilar_portal.history",
+    "ximilar_portal.audit",
 ]
 
 MIDDLEWARE = [
@@ -116,6 +117,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ximilar_portal.accounts.middleware.ActiveTeamMiddleware",
+    "ximilar_portal.audit.middleware.AuditRequestMiddleware",
 ]
 
 ROOT_URLCONF = "ximilar_portal.urls"
