@@ -8,6 +8,7 @@ import json
 import pytest
 from django.urls import reverse
 
+from ximilar_portal.audit.models import AuditEvent
 from ximilar_portal.history.demo import demo_data_generate
 from ximilar_portal.history.models import Export, RecordSummary, SavedView
 from ximilar_portal.history.services import summary_refresh
@@ -134,6 +135,8 @@ def test_it_exports_exactly_the_filtered_view(data, team, owner, fmt):
     assert response.status_code == 200
     body = b"".join(response.streaming_content).decode()
     want = [Record.objects.get(pk=pk).ximilar_id for pk in ids]
+    event = AuditEvent.objects.get(team=team, action="export.downloaded")
+    assert event.details["format"] == fmt and event.actor == owner
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(body)))
         assert [row["_id"] for row in rows] == want

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from ximilar_portal.history.models import Export, SavedView
-from ximilar_portal.records.models import Record
+from ximilar_portal.records.models import Record, UploadBatch
 from ximilar_portal.submissions.services import submission_create
 
 from .conftest import client_for, jpeg_bytes
@@ -20,6 +20,11 @@ OBJECT_URLS = {
     "records:detail": lambda s: {"pk": s["record"].pk},
     "records:image": lambda s: {"pk": s["record"].pk},
     "records:thumbnail": lambda s: {"pk": s["record"].pk},
+    "records:edit": lambda s: {"pk": s["record"].pk},
+    "records:delete": lambda s: {"pk": s["record"].pk},
+    "records:batch": lambda s: {"pk": s["batch"].pk},
+    "records:batch_file": lambda s: {"pk": s["batch"].pk},
+    "records:import_confirm": lambda s: {"pk": s["batch"].pk},
     "submissions:submit_record": lambda s: {"record_pk": s["record"].pk},
     "submissions:detail": lambda s: {"pk": s["submission"].pk},
     "history:record": lambda s: {"pk": s["record"].pk},
@@ -29,6 +34,7 @@ OBJECT_URLS = {
 }
 # URLs about the active team as a whole: an outsider sees their own team there.
 TEAM_URLS = {"records:list", "records:new", "accounts:token"}
+TEAM_URLS |= {"records:bulk", "records:upload", "records:urls", "records:import"}
 TEAM_URLS |= {
     "history:list",
     "history:insights",
@@ -41,6 +47,8 @@ TEAM_URLS |= {
 PUBLIC_URLS = {"accounts:signup", "accounts:login", "accounts:logout"}
 # What a viewer (read-only member) may not do.
 WRITE_URLS = {"records:new", "submissions:submit_record", "accounts:token"}
+WRITE_URLS |= {"records:bulk", "records:upload", "records:urls", "records:import"}
+WRITE_URLS |= {"records:edit", "records:delete", "records:batch_file", "records:import_confirm"}
 
 
 def url_names(patterns=None, namespace=None):
@@ -65,6 +73,7 @@ def scenario(owner, team, sandbox):
         "export": Export.objects.create(team=team, created_by=owner, format="csv"),
         "saved_view": SavedView.objects.create(team=team, owner=owner, name="v", shared=True),
     }
+    history["batch"] = UploadBatch.objects.create(team=team, created_by=owner, kind="files")
     return {"record": record, "submission": submission, **history}
 
 

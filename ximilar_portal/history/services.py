@@ -19,10 +19,10 @@ from django.db.models import Max
 from django.http import QueryDict
 from django.utils import timezone
 
+from ximilar_portal.audit.services import audit_record
 from ximilar_portal.records.models import Record
 from ximilar_portal.submissions.models import RecordJob, Result
 
-from .audit import audit_record
 from .models import (
     NO_PRICE,
     NO_PROB,

@@ -17,6 +17,16 @@ def thumbnail_path(record, filename):
     return f"thumbs/{record.team_id}/{uuid.uuid4().hex}.webp"
 
 
+def import_path(batch, filename):
+    return f"imports/{batch.team_id}/{uuid.uuid4().hex}.{batch.source_format or 'dat'}"
+
+
+class Preview(models.TextChoices):
+    PENDING = "pending", "Fetching preview"
+    READY = "ready", "Preview"
+    NONE = "none", "No preview"
+
+
 class Record(models.Model):
     """One image with its fields, in Ximilar's record format: `_id`, `_url` or
     the image bytes, the well-known fields as columns (they are filtered on) and
@@ -46,8 +56,17 @@ class Record(models.Model):
     tags = models.JSONField(default=list, blank=True)
     fields = models.JSONField(default=dict, blank=True)
 
+    batch = models.ForeignKey(
+        "UploadBatch", null=True, blank=True, on_delete=models.SET_NULL, related_name="records"
+    )
+    # URL records get their thumbnail from a background fetch; "none" means the
+    # URL could not be fetched (the record is kept and sent to Ximilar as is).
+    preview = models.CharField(max_length=8, choices=Preview.choices, blank=True)
+    preview_error = models.CharField(max_length=300, blank=True)
+
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["team", "image_url"], name="records_team_url")]
         constraints = [
             models.UniqueConstraint(fields=["team", "ximilar_id"], name="unique_id_per_team")
         ]
@@ -78,3 +97,86 @@ def price_as_number(price: Decimal):
     """300 stays 300 and 32.5 stays 32.5, as the user wrote them."""
     normalized = price.normalize()
     return int(normalized) if normalized == normalized.to_integral() else float(normalized)
+
+
+class BatchKind(models.TextChoices):
+    FILES = "files", "Files"
+    URLS = "urls", "URLs"
+    IMPORT = "import", "Import"
+
+
+class BatchState(models.TextChoices):
+    OPEN = "open", "Open"  # files: accepting uploads
+    PARSING = "parsing", "Checking rows"
+    PREVIEW = "preview", "Ready to import"
+    IMPORTING = "importing", "Importing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class UploadBatch(models.Model):
+    """One upload session (many files), one list of URLs or one import file,
+    with the fields shared by all its records and what happened to each item,
+    so its page shows the same after a reload."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="upload_batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=8, choices=BatchKind.choices)
+    state = models.CharField(max_length=10, choices=BatchState.choices, default=BatchState.OPEN)
+    allow_duplicates = models.BooleanField(default=False)
+    # Shared fields applied to every record of the batch.
+    category = models.CharField(max_length=255, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    fields = models.JSONField(default=dict, blank=True)
+    # Imports: the file as uploaded (generated name), its format and progress.
+    source = models.FileField(upload_to=import_path, blank=True)
+    source_name = models.CharField(max_length=255, blank=True)
+    source_format = models.CharField(max_length=8, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} batch {self.pk}"
+
+    def get_absolute_url(self):
+        return reverse("records:batch", args=[self.pk])
+
+    @property
+    def busy(self):
+        return self.state in (BatchState.PARSING, BatchState.IMPORTING)
+
+
+class ItemStatus(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    DUPLICATE = "duplicate", "Duplicate"
+    REJECTED = "rejected", "Rejected"
+
+
+class BatchItem(models.Model):
+    """One file, URL or import row of a batch and what became of it."""
+
+    batch = models.ForeignKey(UploadBatch, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()  # import: the line or record number
+    name = models.CharField(max_length=255, blank=True)  # file name or URL, shown only
+    status = models.CharField(max_length=10, choices=ItemStatus.choices)
+    message = models.CharField(max_length=500, blank=True)
+    record = models.ForeignKey(
+        Record, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    duplicate_of = models.ForeignKey(
+        Record, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    data = models.JSONField(default=dict, blank=True)  # import: the record to create
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return f"{self.name or self.position}: {self.status}"

@@ -1,14 +1,22 @@
-"""Writes for records."""
+"""Writes for one record or a selection of records."""
 
 import logging
 import uuid
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
-from ximilar_portal.lib.images import ImageInfo, ImageRejected, make_thumbnail, sha256_hex
+from ximilar_portal.lib import urlfetch
+from ximilar_portal.lib.images import (
+    ImageInfo,
+    ImageRejected,
+    inspect_image,
+    make_thumbnail,
+    sha256_hex,
+)
 
-from .models import Record
+from .models import Preview, Record
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +26,14 @@ class DuplicateId(Exception):
         super().__init__(f"This team already has a record with _id “{ximilar_id}”.")
 
 
+class DuplicateContent(Exception):
+    """The same image bytes or the same URL is already a record of the team."""
+
+    def __init__(self, existing: Record, what: str):
+        super().__init__(f"The same {what} is already record “{existing.ximilar_id}”.")
+        self.existing = existing
+
+
 def record_create(
     *,
     team,
@@ -25,12 +41,16 @@ def record_create(
     fields: dict,
     image: tuple[bytes, ImageInfo] | None = None,
     url: str = "",
+    batch=None,
+    allow_duplicate: bool = False,
 ) -> Record:
     """`fields` holds `ximilar_id` (blank: generated), product_id, category,
-    price, tags and the custom fields, as the record form cleans them."""
+    price, tags and the custom fields, as the record form cleans them.
+    Raises DuplicateContent (unless allowed) or DuplicateId."""
     record = Record(
         team=team,
         created_by=user,
+        batch=batch,
         ximilar_id=fields.get("ximilar_id") or uuid.uuid4().hex,
         image_url=url,
         product_id=fields.get("product_id", ""),
@@ -38,29 +58,52 @@ def record_create(
         price=fields.get("price"),
         tags=fields.get("tags", []),
         fields=fields.get("custom_fields", {}),
+        preview=Preview.PENDING if url else "",
     )
+    sha256 = sha256_hex(image[0]) if image else ""
+    if not allow_duplicate:
+        _refuse_duplicate(team, sha256=sha256, url=url)
     if image:
-        _attach_image(record, *image)
+        _attach_image(record, *image, sha256=sha256)
     try:
         with transaction.atomic():
             record.save()
     except IntegrityError:
         _delete_files(record)
         raise DuplicateId(record.ximilar_id) from None
+    if url:
+        _enqueue_preview(record)
     log.info("records.created team=%s record=%s", team.pk, record.pk)
     return record
 
 
-def _attach_image(record: Record, data: bytes, info: ImageInfo) -> None:
+def duplicate_of(*, team, sha256="", url="") -> Record | None:
+    records = Record.objects.filter(team=team).order_by("pk")
+    if sha256:
+        return records.filter(sha256=sha256).first()
+    if url:
+        return records.filter(image_url=url).first()
+    return None
+
+
+def _refuse_duplicate(team, *, sha256, url) -> None:
+    existing = duplicate_of(team=team, sha256=sha256, url=url)
+    if existing:
+        raise DuplicateContent(existing, "image" if sha256 else "URL")
+
+
+def _attach_image(record: Record, data: bytes, info: ImageInfo, *, sha256: str) -> None:
     record.image_extension = info.extension
     record.image_format = info.format
     record.width, record.height = info.width, info.height
     record.first_frame_only = info.first_frame_only
-    record.sha256 = sha256_hex(data)
+    record.sha256 = sha256
     record.image.save("upload", ContentFile(data), save=False)
     try:
         record.thumbnail.save("thumb", ContentFile(make_thumbnail(data)), save=False)
+        record.preview = Preview.READY
     except ImageRejected:
+        record.preview = Preview.NONE
         log.warning("records.thumbnail_failed sha256=%s", record.sha256)
 
 
@@ -68,3 +111,107 @@ def _delete_files(record: Record) -> None:
     for field in (record.image, record.thumbnail):
         if field:
             field.delete(save=False)
+
+
+def _enqueue_preview(record: Record) -> None:
+    from .tasks import fetch_preview  # tasks import services
+
+    transaction.on_commit(lambda: fetch_preview.delay(record.pk))
+
+
+# --- Previews of URL records ------------------------------------------------------------
+
+
+def record_fetch_preview(*, record_id: int) -> None:
+    """Download a URL record's image once (every hop checked, size and time
+    capped) to make its thumbnail. Any failure keeps the record, marked as
+    having no preview; the URL is still what Ximilar gets."""
+    record = Record.objects.filter(pk=record_id, preview=Preview.PENDING).first()
+    if record is None or not record.image_url:
+        return
+    try:
+        fetched = urlfetch.fetch(
+            record.image_url,
+            max_bytes=settings.UPLOAD_MAX_BYTES,
+            timeout=settings.URL_FETCH_TIMEOUT,
+        )
+        inspect_image(
+            fetched.body, max_pixels=settings.IMAGE_MAX_PIXELS, max_bytes=settings.UPLOAD_MAX_BYTES
+        )
+        thumbnail = make_thumbnail(fetched.body)
+    except (urlfetch.FetchRefused, ImageRejected) as error:
+        _mark_no_preview(record, str(error))
+        return
+    record.thumbnail.save("thumb", ContentFile(thumbnail), save=False)
+    Record.objects.filter(pk=record.pk).update(
+        thumbnail=record.thumbnail.name, preview=Preview.READY, preview_error=""
+    )
+    log.info("records.preview_ready record=%s", record.pk)
+
+
+def _mark_no_preview(record: Record, reason: str) -> None:
+    Record.objects.filter(pk=record.pk).update(preview=Preview.NONE, preview_error=reason[:300])
+    log.info("records.preview_failed record=%s reason=%s", record.pk, reason[:120])
+
+
+# --- Edit and delete ------------------------------------------------------------------------
+
+
+def record_update(*, record: Record, fields: dict) -> Record:
+    """Edit the fields of one record (the image stays). Raises DuplicateId."""
+    record.ximilar_id = fields.get("ximilar_id") or record.ximilar_id
+    record.product_id = fields.get("product_id", "")
+    record.category = fields.get("category", "")
+    record.price = fields.get("price")
+    record.tags = fields.get("tags", [])
+    record.fields = fields.get("custom_fields", {})
+    try:
+        with transaction.atomic():
+            record.save()
+    except IntegrityError:
+        raise DuplicateId(record.ximilar_id) from None
+    log.info("records.updated record=%s", record.pk)
+    return record
+
+
+def records_bulk_update(
+    *, records, category: str | None = None, add_tags=(), remove_tags=()
+) -> int:
+    """Set the category and add or remove tags on a team's selected records.
+    Saved one by one so everything that listens to record saves hears it."""
+    count = 0
+    with transaction.atomic():
+        for record in records.select_for_update():
+            if category is not None:
+                record.category = category
+            tags = [tag for tag in record.tags if tag not in remove_tags]
+            record.tags = tags + [tag for tag in add_tags if tag not in tags]
+            record.save(update_fields=["category", "tags", "updated_at"])
+            count += 1
+    log.info("records.bulk_updated count=%s", count)
+    return count
+
+
+def records_delete(*, records) -> int:
+    """Delete records with their jobs and results (cascade), then their files
+    once the rows are surely gone."""
+    files = [
+        (field.storage, field.name)
+        for record in records
+        for field in (record.image, record.thumbnail)
+        if field
+    ]
+    with transaction.atomic():
+        count = records.count()
+        records.delete()
+        transaction.on_commit(lambda: _delete_stored(files))
+    log.info("records.deleted count=%s", count)
+    return count
+
+
+def _delete_stored(files) -> None:
+    for storage, name in files:
+        try:
+            storage.delete(name)
+        except OSError:
+            log.warning("records.file_delete_failed name=%s", name)
