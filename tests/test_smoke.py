@@ -1,5 +1,9 @@
+import os
+from pathlib import Path
+
 from django.conf import settings
 
 
-def test_it_uses_a_test_var_dir():
-    assert settings.VAR_DIR.name == "test"
+def test_it_keeps_test_files_in_the_test_var_dir():
+    assert settings.VAR_DIR == Path(os.environ["VAR_DIR"]).resolve()
+    assert settings.MEDIA_ROOT.is_relative_to(settings.VAR_DIR)
