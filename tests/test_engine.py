@@ -8,6 +8,7 @@ from ximilar_portal.accounts.models import Team
 from ximilar_portal.accounts.services import credential_set
 from ximilar_portal.records.models import Record
 from ximilar_portal.submissions import services
+from ximilar_portal.submissions.calls import Outcome, Reply
 from ximilar_portal.submissions.models import JobState, RecordJob, Result
 
 from .conftest import SANDBOX_TOKEN, client_for, jpeg_bytes
@@ -109,24 +110,11 @@ def test_a_worker_that_died_mid_batch_is_swept_back(sandbox, enqueued, owner, te
     assert states(submission) == [JobState.DONE] * 3
     # The old claim can no longer store a second result.
     services.results_store(
-        submission=submission, claim_id=claim_id, jobs=jobs, response=sandbox_reply(jobs)
+        submission=submission, claim_id=claim_id, jobs=jobs, reply=sandbox_reply(jobs)
     )
     assert Result.objects.count() == 3
 
 
 def sandbox_reply(jobs):
-    from ximilar_portal.lib import ximilar
-
-    records = [
-        ximilar.RecordResult(index=i, ok=True, code=200, text="OK", raw={"_id": "x"})
-        for i, _ in enumerate(jobs)
-    ]
-    return ximilar.Response(
-        status_code=200,
-        status_text="OK",
-        records=records,
-        statistics={},
-        processing_time=0.1,
-        raw={},
-        sandbox=True,
-    )
+    outcomes = [Outcome(ok=True, raw={"_id": "x"}) for _ in jobs]
+    return Reply(outcomes, processing_time=0.1, sandbox=True)

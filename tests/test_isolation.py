@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from ximilar_portal.history.models import Export, SavedView
 from ximilar_portal.records.models import Record, UploadBatch
+from ximilar_portal.submissions.models import Collection
 from ximilar_portal.submissions.services import submission_create
 
 from .conftest import client_for, jpeg_bytes
@@ -27,6 +28,16 @@ OBJECT_URLS = {
     "records:import_confirm": lambda s: {"pk": s["batch"].pk},
     "submissions:submit_record": lambda s: {"record_pk": s["record"].pk},
     "submissions:detail": lambda s: {"pk": s["submission"].pk},
+    "submissions:progress": lambda s: {"pk": s["submission"].pk},
+    "submissions:cancel": lambda s: {"pk": s["submission"].pk},
+    "submissions:delete": lambda s: {"pk": s["submission"].pk},
+    "submissions:retry": lambda s: {"pk": s["submission"].pk},
+    "submissions:job_retry": lambda s: {
+        "pk": s["submission"].pk,
+        "job_pk": s["submission"].jobs.get().pk,
+    },
+    "submissions:collection_edit": lambda s: {"pk": s["collection"].pk},
+    "submissions:collection_delete": lambda s: {"pk": s["collection"].pk},
     "history:record": lambda s: {"pk": s["record"].pk},
     "history:export_download": lambda s: {"pk": s["export"].pk},
     "history:view_update": lambda s: {"pk": s["saved_view"].pk},
@@ -43,12 +54,18 @@ TEAM_URLS |= {
     "history:submissions",
     "history:view_create",
 }
+TEAM_URLS |= {"submissions:new", "submissions:list", "submissions:list_status"}
+TEAM_URLS |= {"submissions:queue", "submissions:collections", "submissions:collection_new"}
 # Pages for anyone.
 PUBLIC_URLS = {"accounts:signup", "accounts:login", "accounts:logout"}
 # What a viewer (read-only member) may not do.
 WRITE_URLS = {"records:new", "submissions:submit_record", "accounts:token"}
 WRITE_URLS |= {"records:bulk", "records:upload", "records:urls", "records:import"}
 WRITE_URLS |= {"records:edit", "records:delete", "records:batch_file", "records:import_confirm"}
+WRITE_URLS |= {"submissions:new", "submissions:queue", "submissions:collection_new"}
+WRITE_URLS |= {"submissions:cancel", "submissions:delete", "submissions:retry"}
+WRITE_URLS |= {"submissions:job_retry", "submissions:collection_edit"}
+WRITE_URLS |= {"submissions:collection_delete"}
 
 
 def url_names(patterns=None, namespace=None):
@@ -74,6 +91,7 @@ def scenario(owner, team, sandbox):
         "saved_view": SavedView.objects.create(team=team, owner=owner, name="v", shared=True),
     }
     history["batch"] = UploadBatch.objects.create(team=team, created_by=owner, kind="files")
+    history["collection"] = Collection.objects.create(team=team, name="c", collection_id="c-1")
     return {"record": record, "submission": submission, **history}
 
 

@@ -231,6 +231,10 @@ XIMILAR_MAX_ATTEMPTS = env_int("XIMILAR_MAX_ATTEMPTS", 6)
 XIMILAR_BACKOFF_CAP = env_float("XIMILAR_BACKOFF_CAP", 300.0)
 XIMILAR_CONCURRENCY = env_int("XIMILAR_CONCURRENCY", 4)
 XIMILAR_LEASE_SECONDS = env_int("XIMILAR_LEASE_SECONDS", 300)
+# Engine: requests per second per team (token), shared by all workers (0 = no limit),
+# and how long a submission with ready records may sit still before the sweeper re-enqueues it.
+XIMILAR_RATE_LIMIT = env_float("XIMILAR_RATE_LIMIT", 5.0)
+XIMILAR_SWEEP_GRACE_SECONDS = env_float("XIMILAR_SWEEP_GRACE_SECONDS", 60.0)
 
 # --- Celery ---------------------------------------------------------------------
 # The database is the source of truth for every record's state; the broker only

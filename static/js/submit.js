@@ -1,4 +1,4 @@
-// Show only the options that mean something for the chosen service.
+// Show only the options (and the request estimate) of the chosen service.
 (function () {
   var select = document.getElementById("id_service");
   if (!select) return;

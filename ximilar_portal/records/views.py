@@ -70,7 +70,7 @@ def record_detail(request, pk):
         "results": submission_selectors.results_for_record(record=record)[:20],
         "jobs": jobs,
         "pending": any(not job.is_final for job in jobs) or record.preview == "pending",
-        "submit_form": SubmitForm(),
+        "submit_form": SubmitForm(team=request.team),
     }
     return render(request, "records/detail.html", context)
 

@@ -1,7 +1,15 @@
-"""Which client call runs each service, with the options a submission carries.
-The protocol itself lives in lib/ximilar.py; this only picks the method."""
+"""Which client call runs each service, with the options a submission carries,
+and the answers turned into one `Outcome` per record sent, whatever the
+service. The protocol itself lives in lib/ximilar.py; this only picks the
+method and lines the answers up with the records."""
+
+from dataclasses import dataclass, field
 
 from ximilar_portal.lib import ximilar
+from ximilar_portal.lib.ximilar_results import processing_time, status_of
+
+SEARCH, INSERT = "similarity_search", "similarity_insert"
+EXTRA_LABELS = {SEARCH: "Visual search", INSERT: "Insert into collection"}
 
 SERVICE_CALLS = {
     "generic_tags": lambda client, records, o: client.generic_tags(
@@ -23,12 +31,114 @@ SERVICE_CALLS = {
         records, kind="generic", colors=o.get("colors")
     ),
 }
+SERVICE_KEYS = [*SERVICE_CALLS, INSERT, SEARCH]
 
 
-def call_service(client, service: str, options: dict, records: list[dict]) -> ximilar.Response:
-    return SERVICE_CALLS[service](client, records, options)
+@dataclass
+class Outcome:
+    """What came back for one record sent."""
+
+    ok: bool
+    raw: dict
+    text: str = ""
+    code: int | None = None
+    labels: list = field(default_factory=list)
+    tags: list = field(default_factory=list)
+    colors: list = field(default_factory=list)
+    best: object = None  # a ximilar.Label or None
+    note: str = ""
+    answers: list = field(default_factory=list)  # search: [ximilar.Answer]
+
+
+@dataclass
+class Reply:
+    outcomes: list[Outcome]
+    processing_time: float | None
+    sandbox: bool
+
+
+def records_per_request(service: str) -> int:
+    """A visual search takes one query record per request."""
+    return 1 if service == SEARCH else ximilar.MAX_RECORDS_PER_REQUEST
+
+
+def requests_needed(service: str, records: int) -> int:
+    per = records_per_request(service)
+    return -(-records // per)
+
+
+def call_service(client, service: str, options: dict, records: list[dict], collection=None):
+    """One request (or one per query record for search): a Reply with one
+    Outcome per record, in order. Raises ximilar's error classes."""
+    if service == INSERT:
+        return _insert(_collection(client, collection), records)
+    if service == SEARCH:
+        return _search(_collection(client, collection), records, options)
+    response = SERVICE_CALLS[service](client, records, options)
+    outcomes = [_image_outcome(record) for record in response.records]
+    return Reply(outcomes, response.processing_time, response.sandbox)
+
+
+def _collection(client, collection):
+    if collection is None:
+        raise ximilar.PermanentError("the submission's collection was deleted")
+    return client.collection(collection.collection_id, collection_type=collection.collection_type)
+
+
+def _image_outcome(record) -> Outcome:
+    if not record.ok:
+        return Outcome(ok=False, raw=record.raw, text=record.text, code=record.code)
+    return Outcome(
+        ok=True,
+        raw=record.raw,
+        labels=record.labels,
+        tags=record.tags,
+        colors=record.colors,
+        best=record.best_label,
+    )
+
+
+def _insert(collection, records) -> Reply:
+    """Inserted records are done; a duplicate is done too (it is in the
+    collection already) with a note; other skipped records fail with the reason."""
+    response = collection.insert(records)
+    skipped = {str(s.get("_id")): s for s in response.skipped}
+    outcomes = []
+    for record in records:
+        entry = skipped.get(str(record.get("_id")))
+        if entry is None:
+            outcomes.append(Outcome(ok=True, raw={"_id": record.get("_id")}, note="inserted"))
+            continue
+        code, text = status_of(entry.get("_reason") or {})
+        if code == 411:
+            outcomes.append(Outcome(ok=True, raw=entry, note=f"skipped: {text or 'duplicate'}"))
+        else:
+            outcomes.append(Outcome(ok=False, raw=entry, code=code, text=text or "skipped"))
+    return Reply(outcomes, _seconds(response.raw), response.sandbox)
+
+
+def _search(collection, records, options) -> Reply:
+    outcomes, sandbox, seconds = [], False, None
+    for record in records:
+        response = collection.knn(
+            record,
+            k=options.get("k", 5),
+            fields_to_return=options.get("fields") or ["_id"],
+            filter=options.get("filter") or None,
+        )
+        raw = dict(response.raw)
+        outcomes.append(Outcome(ok=True, raw=raw, answers=response.answers))
+        sandbox, seconds = response.sandbox, _seconds(response.raw)
+    return Reply(outcomes, seconds, sandbox)
+
+
+def _seconds(raw: dict):
+    statistics = raw.get("statistics") if isinstance(raw.get("statistics"), dict) else {}
+    return processing_time(statistics) if statistics else None
 
 
 def service_label(service: str) -> str:
+    if service in EXTRA_LABELS:
+        return EXTRA_LABELS[service]
     known = ximilar.SERVICES.get(service)
     return known.label if known else service

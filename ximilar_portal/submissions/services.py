@@ -4,48 +4,60 @@ record stands; Celery only carries submission ids.
     queued ──claim──> sending ──> done | failed
        ^                 │
        └── retry later ──┘        blocked (token refused)  cancelled
+
+People's actions on a submission (cancel, retry, pause) are in actions.py.
 """
 
 import logging
 import random
+import threading
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ximilar_portal.accounts import services as accounts
-from ximilar_portal.accounts.models import Credential
+from ximilar_portal.accounts.models import Credential, Team
 from ximilar_portal.lib import ximilar
 from ximilar_portal.lib.crypto import DecryptionError
+from ximilar_portal.records.models import Record
 
-from .calls import call_service
-from .models import JobState, RecordJob, Result, Submission
+from .calls import call_service, records_per_request, requests_needed
+from .models import JobState, RecordJob, Result, SearchAnswer, Submission, TeamQueue
+from .ratelimit import slot_wait
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = ximilar.MAX_RECORDS_PER_REQUEST
-SWEEP_GRACE = timedelta(seconds=60)
 
 
 # --- Creating and enqueueing --------------------------------------------------
 
 
-def submission_create(*, team, user, records, service: str, options: dict) -> Submission:
-    records = list(records)
+def submission_create(
+    *, team, user, records, service: str, options: dict, collection=None
+) -> Submission:
+    records = list(dict.fromkeys(records))  # a record once, whatever the selection said
     with transaction.atomic():
         submission = Submission.objects.create(
-            team=team, created_by=user, service=service, options=options
+            team=team, created_by=user, service=service, options=options, collection=collection
         )
         RecordJob.objects.bulk_create(
-            RecordJob(submission=submission, record=record, team=team) for record in records
+            (RecordJob(submission=submission, record=record, team=team) for record in records),
+            batch_size=500,
         )
-        chains = min(settings.XIMILAR_CONCURRENCY, -(-len(records) // BATCH_SIZE))
+        chains = chain_count(service, len(records))
         transaction.on_commit(lambda: submission_enqueue(submission.pk, chains=chains))
     log.info("submission.created id=%s records=%s service=%s", submission.pk, len(records), service)
     return submission
+
+
+def chain_count(service: str, records: int) -> int:
+    """How many tasks work on one submission at once: bounded concurrency."""
+    return max(1, min(settings.XIMILAR_CONCURRENCY, requests_needed(service, records)))
 
 
 def submission_enqueue(submission_id: int, *, chains: int = 1, countdown: float = 0) -> None:
@@ -69,15 +81,15 @@ def _ready(now):
     )
 
 
-def jobs_claim(*, submission_id: int) -> tuple[uuid.UUID, list[RecordJob]]:
+def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
     """Compare-and-set: only rows still queued become ours, so two workers never
     send the same record at once. Retries when another worker won the race."""
-    for _ in range(3):
+    for _ in range(5):
         now = timezone.now()
         ids = list(
             RecordJob.objects.filter(_ready(now), submission_id=submission_id)
             .order_by("id")
-            .values_list("id", flat=True)[:BATCH_SIZE]
+            .values_list("id", flat=True)[:limit]
         )
         if not ids:
             return None, []
@@ -91,23 +103,32 @@ def jobs_claim(*, submission_id: int) -> tuple[uuid.UUID, list[RecordJob]]:
         )
         if claimed:
             jobs = RecordJob.objects.filter(claim_id=claim_id, state=JobState.SENDING)
-            return claim_id, list(jobs.select_related("record"))
+            return claim_id, list(jobs.select_related("record").order_by("id"))
     return None, []
 
 
 # --- Processing one batch ------------------------------------------------------------
 
 
+def queue_paused(team_id: int) -> bool:
+    return TeamQueue.objects.filter(team_id=team_id, paused=True).exists()
+
+
 def submission_process(*, submission_id: int) -> None:
     """One task run: claim up to 10 records, send them, store what came back,
     then pass the rest of the submission on to the next task."""
-    submission = Submission.objects.select_related("team").filter(pk=submission_id).first()
-    if submission is None:
+    submission = (
+        Submission.objects.select_related("team", "collection").filter(pk=submission_id).first()
+    )
+    if submission is None or submission.cancelled_at:
         return
     if submission.team.blocked_reason:
         jobs_block_for_team(team_id=submission.team_id, reason=submission.team.blocked_reason)
         return
-    claim_id, jobs = jobs_claim(submission_id=submission_id)
+    if queue_paused(submission.team_id):
+        return  # resuming the queue enqueues the team's submissions again
+    limit = records_per_request(submission.service)
+    claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
     if not jobs:
         _wake_up_for_retries(submission)
         return
@@ -121,7 +142,7 @@ def _wake_up_for_retries(submission) -> None:
     the sweeper covers long ones, which live in next_attempt_at)."""
     next_due = (
         submission.jobs.filter(state=JobState.QUEUED)
-        .order_by("next_attempt_at")
+        .order_by(F("next_attempt_at").asc(nulls_first=True))
         .values_list("next_attempt_at", flat=True)
         .first()
     )
@@ -143,10 +164,12 @@ def batch_send(*, submission, claim_id, jobs) -> None:
         accounts.team_block(team_id=team_id, reason=reason)
         return
     payload, jobs = _payload(jobs, submission.service, claim_id)
-    if not jobs:
+    if not jobs or not _may_send_now(submission, claim_id, jobs):
         return
     try:
-        response = call_service(client, submission.service, submission.options, payload)
+        reply = call_service(
+            client, submission.service, submission.options, payload, submission.collection
+        )
     except ximilar.AuthError as error:
         accounts.credential_mark_used(team_id=team_id, error=error.message)
         accounts.team_block(
@@ -155,12 +178,40 @@ def batch_send(*, submission, claim_id, jobs) -> None:
     except ximilar.RateLimited as error:
         jobs_retry(jobs=jobs, claim_id=claim_id, error=error, wait=error.retry_after or 1)
     except ximilar.TransientError as error:
-        jobs_retry(jobs=jobs, claim_id=claim_id, error=error)
+        jobs_retry(jobs=jobs, claim_id=claim_id, error=error, wait=error.retry_after)
     except ximilar.PermanentError as error:
         jobs_fail(jobs=jobs, claim_id=claim_id, error_class="permanent", message=error.message)
     else:
         accounts.credential_mark_used(team_id=team_id)
-        results_store(submission=submission, claim_id=claim_id, jobs=jobs, response=response)
+        results_store(submission=submission, claim_id=claim_id, jobs=jobs, reply=reply)
+
+
+def _may_send_now(submission, claim_id, jobs) -> bool:
+    """Wait for the team's next rate-limit slot, then look again at the team:
+    a token refused or a queue paused meanwhile means no call is made."""
+    come_back_in = slot_wait(team_id=submission.team_id)
+    if come_back_in is not None:
+        jobs_release(jobs=jobs, claim_id=claim_id, delay=come_back_in)
+        return False
+    team = Team.objects.only("blocked_reason").get(pk=submission.team_id)
+    if team.blocked_reason:
+        jobs_block_for_team(team_id=team.pk, reason=team.blocked_reason)
+        return False
+    if queue_paused(team.pk):
+        jobs_release(jobs=jobs, claim_id=claim_id, delay=0)
+        return False
+    return True
+
+
+_local = threading.local()
+
+
+def _session():
+    """One HTTP session per worker thread: connections are reused between
+    batches (the token goes on each request, never on the session)."""
+    if getattr(_local, "session", None) is None:
+        _local.session = ximilar._new_session()
+    return _local.session
 
 
 def _client_for_team(team_id) -> ximilar.Client:
@@ -171,13 +222,14 @@ def _client_for_team(team_id) -> ximilar.Client:
         workspace=credential.workspace or None,
         connect_timeout=settings.XIMILAR_CONNECT_TIMEOUT,
         read_timeout=settings.XIMILAR_READ_TIMEOUT,
+        session=_session(),
     )
 
 
 def _payload(jobs, service, claim_id):
     """Records in Ximilar's format. A record whose image cannot be read fails
     on its own; the others still go."""
-    image_size = ximilar.SERVICES[service].image_size
+    known = ximilar.SERVICES.get(service) or ximilar.SERVICES["similarity"]
     payload, sendable = [], []
     for job in jobs:
         record = job.record
@@ -188,7 +240,7 @@ def _payload(jobs, service, claim_id):
                     record.as_ximilar(),
                     image_bytes=data,
                     url=None if data else record.image_url,
-                    image_size=image_size,
+                    image_size=known.image_size,
                 )
             )
             sendable.append(job)
@@ -198,6 +250,7 @@ def _payload(jobs, service, claim_id):
 
 
 def _read_image(record) -> bytes | None:
+    """Through Django's storage API: workers never read the web server's disk."""
     if not record.image:
         return None
     with record.image.open("rb") as file:
@@ -207,42 +260,124 @@ def _read_image(record) -> bytes | None:
 # --- Outcomes -------------------------------------------------------------------
 
 
-def results_store(*, submission, claim_id, jobs, response: ximilar.Response) -> None:
-    for job, outcome in zip(jobs, response.records, strict=False):
+def results_store(*, submission, claim_id, jobs, reply) -> None:
+    done = []
+    for job, outcome in zip(jobs, reply.outcomes, strict=False):
         if outcome.ok:
-            _job_done(submission, claim_id, job, outcome, response)
+            done.append((job, outcome))
         else:
             message = f"Ximilar could not process this record: {outcome.text} ({outcome.code})"
             jobs_fail(jobs=[job], claim_id=claim_id, error_class="record", message=message)
-    missing = jobs[len(response.records) :]
+    if done:
+        jobs_done(submission=submission, claim_id=claim_id, done=done, reply=reply)
+    missing = jobs[len(reply.outcomes) :]
     if missing:
         jobs_retry(jobs=missing, claim_id=claim_id, error=ximilar.TransientError("reply too short"))
 
 
-def _job_done(submission, claim_id, job, outcome, response) -> None:
-    """Exactly one result per job: the row must still be ours (same claim, still
-    sending) for the result to be stored, and both happen in one transaction."""
-    best = outcome.best_label
-    with transaction.atomic():
-        now = timezone.now()
-        ours = RecordJob.objects.filter(pk=job.pk, claim_id=claim_id, state=JobState.SENDING)
-        if not ours.update(state=JobState.DONE, finished_at=now, updated_at=now, error_class=""):
-            log.warning("submission.result_dropped job=%s (claim lost)", job.pk)
-            return
-        Result.objects.create(
-            job=job,
-            record_id=job.record_id,
-            team_id=submission.team_id,
-            service=submission.service,
-            raw=outcome.raw,
-            best_label=best.name if best else "",
-            best_prob=best.prob if best else None,
-            labels=[{"name": x.name, "prob": x.prob} for x in outcome.labels],
-            tags=[{"name": t.name, "prob": t.prob, "group": t.group} for t in outcome.tags],
-            colors=[_color_json(c) for c in outcome.colors],
-            processing_time=response.processing_time,
-            from_sandbox=response.sandbox,
-        )
+def jobs_done(*, submission, claim_id, done, reply) -> None:
+    """Exactly one result per job: only rows still ours (same claim, still
+    sending) get a result, and the state change and the result are one
+    transaction. The new result becomes the record's current one for the
+    service. Two submissions finishing the same record at the same moment
+    collide on the one-current constraint: the loser tries again."""
+    for attempt in range(3):
+        try:
+            stored = _jobs_done_once(submission, claim_id, done, reply)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            continue
+        if stored:
+            transaction.on_commit(lambda ids=stored: _history_refresh(ids))
+        return
+
+
+@transaction.atomic
+def _jobs_done_once(submission, claim_id, done, reply) -> list[int]:
+    now = timezone.now()
+    ids = [job.pk for job, _ in done]
+    ours = RecordJob.objects.select_for_update().filter(
+        pk__in=ids, claim_id=claim_id, state=JobState.SENDING
+    )
+    ours = set(ours.values_list("pk", flat=True))
+    if len(ours) < len(ids):
+        log.warning("submission.result_dropped jobs=%s (claim lost)", sorted(set(ids) - ours))
+    done = [(job, outcome) for job, outcome in done if job.pk in ours]
+    if not done:
+        return []
+    RecordJob.objects.filter(pk__in=ours).update(
+        state=JobState.DONE, finished_at=now, updated_at=now, error_class="", error_message=""
+    )
+    record_ids = [job.record_id for job, _ in done]
+    Result.objects.filter(
+        record_id__in=record_ids, service=submission.service, is_current=True
+    ).update(is_current=False)
+    results = Result.objects.bulk_create(
+        [_result(submission, job, outcome, reply) for job, outcome in done]
+    )
+    _answers_store(submission, done, results)
+    return record_ids
+
+
+def _result(submission, job, outcome, reply) -> Result:
+    best = outcome.best
+    return Result(
+        job=job,
+        record_id=job.record_id,
+        team_id=submission.team_id,
+        service=submission.service,
+        raw=outcome.raw,
+        best_label=best.name if best else "",
+        best_prob=best.prob if best else None,
+        labels=[{"name": x.name, "prob": x.prob} for x in outcome.labels],
+        tags=[{"name": t.name, "prob": t.prob, "group": t.group} for t in outcome.tags],
+        colors=[_color_json(c) for c in outcome.colors],
+        processing_time=reply.processing_time,
+        from_sandbox=reply.sandbox,
+        is_current=True,
+        note=outcome.note[:300],
+    )
+
+
+def _answers_store(submission, done, results) -> None:
+    """Search answers as rows, linked to the team's record when the `_id` is one."""
+    rows = []
+    for (job, outcome), result in zip(done, results, strict=True):
+        for answer in outcome.answers:
+            answer_id = str(answer.record.get("_id", ""))[:255]
+            rows.append(
+                SearchAnswer(
+                    team_id=submission.team_id,
+                    result=result,
+                    query_record_id=job.record_id,
+                    rank=answer.rank,
+                    answer_id=answer_id,
+                    distance=answer.distance,
+                    fields=answer.record,
+                )
+            )
+    if not rows:
+        return
+    known = dict(
+        Record.objects.filter(
+            team_id=submission.team_id, ximilar_id__in={row.answer_id for row in rows}
+        ).values_list("ximilar_id", "pk")
+    )
+    for row in rows:
+        row.record_id = known.get(row.answer_id)
+    SearchAnswer.objects.bulk_create(rows)
+
+
+def _history_refresh(record_ids) -> None:
+    """bulk_create sends no post_save: tell the history about the new results
+    (once per batch). The results are stored whatever happens here."""
+    try:
+        from ximilar_portal.history.services import summary_refresh
+
+        summary_refresh(record_ids=record_ids)
+    except Exception:
+        log.exception("submission.history_refresh_failed records=%s", len(record_ids))
 
 
 def _color_json(color) -> dict:
@@ -262,12 +397,15 @@ def backoff_seconds(attempts: int) -> float:
 
 
 def jobs_retry(*, jobs, claim_id, error, wait: float | None = None) -> None:
+    """Back to the queue with next_attempt_at set, or failed once the attempts
+    are spent. A server's Retry-After is a floor, never shortened."""
     now = timezone.now()
     error_class = type(error).__name__
     message = getattr(error, "message", str(error))[:500]
     for job in jobs:
         if job.attempts >= settings.XIMILAR_MAX_ATTEMPTS:
-            jobs_fail(jobs=[job], claim_id=claim_id, error_class=error_class, message=message)
+            message_spent = f"{message} (gave up after {job.attempts} attempts)"
+            jobs_fail(jobs=[job], claim_id=claim_id, error_class=error_class, message=message_spent)
             continue
         delay = max(wait or 0, backoff_seconds(job.attempts))
         RecordJob.objects.filter(pk=job.pk, claim_id=claim_id, state=JobState.SENDING).update(
@@ -280,6 +418,22 @@ def jobs_retry(*, jobs, claim_id, error, wait: float | None = None) -> None:
             updated_at=now,
         )
     log.info("submission.retry jobs=%s error=%s", [j.pk for j in jobs], error_class)
+
+
+def jobs_release(*, jobs, claim_id, delay: float) -> None:
+    """Give claimed rows back unsent (rate-limit slot too far, queue paused):
+    the attempt did not happen, so it is not counted."""
+    now = timezone.now()
+    RecordJob.objects.filter(
+        pk__in=[j.pk for j in jobs], claim_id=claim_id, state=JobState.SENDING
+    ).update(
+        state=JobState.QUEUED,
+        claim_id=None,
+        lease_until=None,
+        attempts=F("attempts") - 1,
+        next_attempt_at=now + timedelta(seconds=delay) if delay else None,
+        updated_at=now,
+    )
 
 
 def jobs_fail(*, jobs, claim_id, error_class: str, message: str) -> None:
@@ -311,8 +465,15 @@ def jobs_unblock_for_team(*, team_id: int) -> None:
     blocked = RecordJob.objects.filter(team_id=team_id, state=JobState.BLOCKED)
     submission_ids = set(blocked.values_list("submission_id", flat=True))
     blocked.update(state=JobState.QUEUED, next_attempt_at=None, updated_at=timezone.now())
-    for submission_id in submission_ids:
-        transaction.on_commit(lambda pk=submission_id: submission_enqueue(pk))
+    submissions_wake(submission_ids=submission_ids)
+
+
+def submissions_wake(*, submission_ids) -> None:
+    """After the transaction: one set of chains for each of these submissions."""
+    for submission in Submission.objects.filter(pk__in=list(submission_ids)):
+        waiting = submission.jobs.filter(state=JobState.QUEUED).count()
+        chains = chain_count(submission.service, waiting)
+        transaction.on_commit(lambda pk=submission.pk, n=chains: submission_enqueue(pk, chains=n))
 
 
 # --- The sweeper -----------------------------------------------------------------------
@@ -321,7 +482,7 @@ def jobs_unblock_for_team(*, team_id: int) -> None:
 def sweep() -> dict:
     """Re-enqueue what the broker may have lost: rows whose worker died (lease
     expired) go back to the queue, and submissions with ready rows that have not
-    moved for a while get a new task."""
+    moved for XIMILAR_SWEEP_GRACE_SECONDS get new tasks."""
     now = timezone.now()
     expired = RecordJob.objects.filter(state=JobState.SENDING, lease_until__lt=now)
     expired.filter(attempts__gte=settings.XIMILAR_MAX_ATTEMPTS).update(
@@ -330,20 +491,26 @@ def sweep() -> dict:
         error_class="worker_lost",
         error_message="The worker stopped while sending, too many times.",
     )
-    requeued = expired.update(state=JobState.QUEUED, claim_id=None, lease_until=None)
-    stale = (
+    requeued = expired.update(
+        state=JobState.QUEUED, claim_id=None, lease_until=None, next_attempt_at=None
+    )
+    grace = timedelta(seconds=settings.XIMILAR_SWEEP_GRACE_SECONDS)
+    paused = TeamQueue.objects.filter(paused=True).values("team_id")
+    stale = list(
         Submission.objects.filter(
             team__blocked_reason="",
-            last_progress_at__lt=now - SWEEP_GRACE,
+            cancelled_at__isnull=True,
+            last_progress_at__lt=now - grace,
             jobs__in=RecordJob.objects.filter(_ready(now)),
         )
+        .exclude(team_id__in=paused)
         .values_list("pk", flat=True)
         .distinct()
     )
-    stale = list(stale)
     for submission_id in stale:
         Submission.objects.filter(pk=submission_id).update(last_progress_at=now)
-        submission_enqueue(submission_id)
+    with transaction.atomic():
+        submissions_wake(submission_ids=stale)
     if requeued or stale:
         log.info("submission.swept requeued=%s submissions=%s", requeued, len(stale))
     return {"requeued": requeued, "submissions": len(stale)}
