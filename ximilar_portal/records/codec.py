@@ -181,7 +181,8 @@ def detect_format(name: str, data: bytes) -> str:
     if head.startswith("["):
         return "json"
     if head.startswith("{"):
-        return "jsonl" if _first_line_is_object(head) else "json"
+        one_line = len([line for line in data.splitlines() if line.strip()]) == 1
+        return "jsonl" if not one_line and _first_line_is_object(head) else "json"
     return "csv"
 
 
