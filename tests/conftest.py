@@ -25,6 +25,12 @@ SANDBOX_TOKEN = "canary" + secrets.token_hex(12)
 PASSWORD = "a-long-test-password-42"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """PBKDF2 costs ~0.4 s per user; tests make many users and test no hashing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_user(email, team=None, role=Role.MEMBER):
     user = user_signup(email=email, password=PASSWORD)
     if team is not None:
@@ -101,11 +107,13 @@ def database_url_for_workers():
 class WorkerProcess:
     """A real `celery worker` in its own process, as `make run` starts it."""
 
-    def __init__(self, env, log_path: Path, concurrency=2):
+    def __init__(self, env, log_path: Path, concurrency=2, beat=False):
         self.log_path = log_path
         self.log_file = open(log_path, "w")  # noqa: SIM115 - lives as long as the process
         command = [sys.executable, "-m", "celery", "-A", "ximilar_portal", "worker"]
         command += ["--pool", "threads"]  # as in the Procfile; see README "Workers"
+        if beat:  # the sweeper's schedule in this process (tests of lost work)
+            command += ["-B", "--schedule", str(log_path.with_suffix(".schedule"))]
         command += ["--concurrency", str(concurrency), "--loglevel", "DEBUG", "--without-gossip"]
         command += ["--without-mingle", "--without-heartbeat"]
         self.process = subprocess.Popen(

@@ -6,5 +6,6 @@ urlpatterns = [
     path("", include("ximilar_portal.submissions.urls")),
     path("accounts/", include("ximilar_portal.accounts.urls")),
     path("history/", include("ximilar_portal.history.urls")),
+    path("audit/", include("ximilar_portal.audit.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,6 +1,9 @@
+import functools
 from urllib.parse import urlsplit
 
 from django.conf import settings
+
+from .selectors import memberships_for_user
 
 
 def active_team(request):
@@ -8,4 +11,6 @@ def active_team(request):
     membership = getattr(request, "membership", None)
     if membership:
         context.update(membership=membership, team=membership.team)
+        # A callable: the template evaluates it only where the team menu is drawn.
+        context["my_memberships"] = functools.partial(memberships_for_user, user=request.user)
     return context

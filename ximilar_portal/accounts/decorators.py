@@ -16,7 +16,8 @@ def team_view(*, write=False, manage=False):
         def wrapper(request, *args, **kwargs):
             membership = request.membership
             if not membership:
-                return redirect("accounts:signup")
+                # Signed in but in no team (left or removed from all of them).
+                return redirect("accounts:team_create")
             if (write and not membership.can_write) or (manage and not membership.can_manage):
                 raise PermissionDenied("Your role in this team cannot do that.")
             request.team = membership.team

@@ -2,6 +2,7 @@
 user is a member of; everything else in the portal is scoped by it."""
 
 from django.http import Http404
+from django.utils import timezone
 
 from .models import Membership
 
@@ -22,3 +23,13 @@ def active_membership(*, user, session) -> Membership | None:
     memberships = memberships_for_user(user=user)
     chosen = memberships.filter(team_id=session.get("team_id")).first()
     return chosen or memberships.first()
+
+
+def members_of_team(*, team):
+    return team.memberships.select_related("user").order_by("created_at", "pk")
+
+
+def pending_invitations(*, team):
+    return team.invitations.filter(
+        accepted_at__isnull=True, expires_at__gt=timezone.now()
+    ).select_related("invited_by")

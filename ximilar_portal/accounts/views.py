@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from ximilar_portal.lib.forms import bound_data
 
@@ -42,5 +42,36 @@ def token(request):
             )
             messages.success(request, "Token saved. It is stored encrypted.")
             return redirect("accounts:token")
-    context = {"form": form, "credential": credential}
-    return render(request, "accounts/token.html", context)
+    return _token_page(request, form, credential, status=400 if form.errors else 200)
+
+
+def _token_page(request, form, credential, *, status=200, test=None):
+    context = {
+        "form": form,
+        "credential": credential,
+        "test": test,
+        "undecryptable": request.team.blocked_reason == services.UNDECRYPTABLE_REASON,
+        "undecryptable_message": services.UNDECRYPTABLE_MESSAGE,
+    }
+    return render(request, "accounts/token.html", context, status=status)
+
+
+@team_view(manage=True)
+@require_POST
+def token_remove(request):
+    if services.credential_remove(team=request.team, user=request.user):
+        messages.success(
+            request, "Token removed. Nothing is sent to Ximilar until a new one is saved."
+        )
+    return redirect("accounts:token")
+
+
+@team_view(manage=True)
+@require_POST
+def token_test(request):
+    """Shows the outcome on the page itself (no redirect): the credits are
+    what the person came for."""
+    outcome = services.credential_test(team=request.team, user=request.user)
+    request.team.refresh_from_db(fields=["blocked_reason"])
+    credential = Credential.objects.filter(team=request.team).first()
+    return _token_page(request, TokenForm(), credential, test=outcome)
