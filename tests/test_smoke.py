@@ -5,5 +5,5 @@ from django.conf import settings
 
 
 def test_it_keeps_test_files_in_the_test_var_dir():
-    assert settings.VAR_DIR == Path(os.environ["VAR_DIR"]).resolve()
+    assert Path(os.environ["VAR_DIR"]).resolve() == settings.VAR_DIR
     assert settings.MEDIA_ROOT.is_relative_to(settings.VAR_DIR)
