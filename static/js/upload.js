@@ -20,7 +20,7 @@
     tr.innerHTML = '<td class="rec-prev"></td><td class="rec-name"></td>' +
       '<td><span class="badge">waiting</span></td><td class="small rec-detail"></td>';
     tr.querySelector(".rec-name").textContent = file.name;
-    tbody.insertBefore(tr, tbody.firstChild);
+    tbody.appendChild(tr);
     return tr;
   }
 
