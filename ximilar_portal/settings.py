@@ -299,6 +299,10 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_VERBOSE = False
 
+# Error e-mails and debug pages hide token-looking variables in every frame.
+DEFAULT_EXCEPTION_REPORTER_FILTER = (
+    "ximilar_portal.accounts.error_reports.PortalExceptionReporterFilter"
+)
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"

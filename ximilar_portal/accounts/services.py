@@ -7,6 +7,7 @@ import logging
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from ximilar_portal.audit.services import audit_record
 from ximilar_portal.lib import ximilar
@@ -70,6 +71,7 @@ def team_create(*, user: User, name: str) -> Team:
     return team
 
 
+@sensitive_variables("token", "ciphertext")
 @transaction.atomic
 def credential_set(*, team: Team, token: str, user: User, workspace: str = "") -> Credential:
     token = token.strip()
@@ -187,6 +189,7 @@ def _as_int(value):
         return None
 
 
+@sensitive_variables()
 def credential_token(*, team_id: int) -> str:
     """The plaintext token, for the one moment a request is signed. Raises
     DecryptionError (fail closed) when the key ring cannot read it."""

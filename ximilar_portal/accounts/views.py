@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ximilar_portal.lib.forms import bound_data
@@ -25,6 +26,7 @@ def signup(request):
     return render(request, "accounts/signup.html", {"form": form})
 
 
+@sensitive_post_parameters("token")
 @team_view()
 @require_http_methods(["GET", "POST"])
 def token(request):

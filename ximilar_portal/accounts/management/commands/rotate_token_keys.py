@@ -25,9 +25,10 @@ class Command(BaseCommand):
             "pk", "team_id", "ciphertext"
         ).iterator():
             before[self._key_id(ring, ciphertext)] += 1
-            if not ring.needs_rotation(ciphertext):
-                continue
             try:
+                # Malformed values raise here too, and are counted, not fatal.
+                if not ring.needs_rotation(ciphertext):
+                    continue
                 new = ring.rotate(ciphertext, bound_to=credential_binding(team_id))
             except DecryptionError:
                 unreadable += 1
