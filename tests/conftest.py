@@ -149,6 +149,20 @@ def purge_broker():
     app.control.purge()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_database_sessions(django_db_setup, django_db_blocker):
+    """PostgreSQL refuses to drop the test database while a worker process or
+    thread still holds a connection; end those sessions before it is dropped."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker, sandbox_server, tmp_path_factory):
     """One worker for the session, on the test database and the sandbox."""
