@@ -160,3 +160,30 @@ def test_the_members_page_lists_role_and_joined_date(owner, team, teammate):
     assert owner.email in page and teammate.email in page
     assert timezone.now().strftime("%Y-%m-%d") in page
     assert "Send invitation" not in page  # members do not manage
+
+
+class BrokenEmailBackend:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("smtp down")
+
+
+def test_an_invitation_that_cannot_be_mailed_is_withdrawn(owner, settings):
+    settings.EMAIL_BACKEND = "tests.test_teams.BrokenEmailBackend"
+    response = client_for(owner).post(
+        reverse("accounts:invite"), {"email": "new@example.com", "role": "member"}
+    )
+    assert response.status_code == 400
+    assert b"could not be sent" in response.content
+    assert not Invitation.objects.exists()
+    assert not AuditEvent.objects.filter(action="member.invited").exists()
+
+
+def test_a_withdrawn_invitation_no_longer_works(owner, outsider):
+    link = invite(client_for(owner), "outsider@example.com")
+    client_for(owner).post(
+        reverse("accounts:invitation_revoke", args=[Invitation.objects.get().pk])
+    )
+    assert client_for(outsider).post(path_of(link)).status_code == 404

@@ -96,7 +96,7 @@ def credential_set(*, team: Team, token: str, user: User, workspace: str = "") -
         user=user,
         action="token.replaced" if replaced else "token.set",
         target=f"…{credential.last4}" if credential.last4 else "",
-        details={"workspace": credential.workspace},
+        details={"workspace": credential.workspace} if credential.workspace else None,
     )
     if team.blocked_reason:
         team_unblock(team=team)
