@@ -104,3 +104,11 @@ def test_ciphertext_moved_to_another_team_fails_closed(sandbox, monkeypatch, own
     assert Team.objects.get(pk=team_b.pk).blocked_reason == UNDECRYPTABLE_REASON
     assert Team.objects.get(pk=team.pk).blocked_reason == ""  # A is unaffected
     assert key_ring().decrypt(saved.ciphertext, bound_to=f"credential:team:{team.pk}")
+
+
+def test_the_token_page_says_so_before_any_submission_fails(owner, team, saved):
+    Credential.objects.filter(team=team).update(ciphertext=saved.ciphertext[:-6] + "AAAAAA")
+    page = client_for(owner).get(reverse("accounts:token")).content.decode()
+    assert "The saved token cannot be used." in page
+    team.refresh_from_db()
+    assert team.blocked_reason == ""  # only looking does not pause the team

@@ -197,6 +197,16 @@ def credential_token(*, team_id: int) -> str:
     return key_ring().decrypt(credential.ciphertext, bound_to=credential_binding(team_id))
 
 
+def credential_is_readable(*, credential: Credential) -> bool:
+    """Whether the key ring can decrypt the stored token (for the token page,
+    which says so before any submission trips over it)."""
+    try:
+        credential_token(team_id=credential.team_id)
+    except DecryptionError:
+        return False
+    return True
+
+
 def credential_mark_used(*, team_id: int, error: str = "") -> None:
     Credential.objects.filter(team_id=team_id).update(
         last_used_at=timezone.now(), last_error=error[:300]

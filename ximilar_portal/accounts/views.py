@@ -52,7 +52,8 @@ def _token_page(request, form, credential, *, status=200, test=None):
         "form": form,
         "credential": credential,
         "test": test,
-        "undecryptable": request.team.blocked_reason == services.UNDECRYPTABLE_REASON,
+        "undecryptable": credential is not None
+        and not services.credential_is_readable(credential=credential),
         "undecryptable_message": services.UNDECRYPTABLE_MESSAGE,
     }
     return render(request, "accounts/token.html", context, status=status)
