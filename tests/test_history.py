@@ -13,7 +13,13 @@ from ximilar_portal.history.demo import demo_data_generate
 from ximilar_portal.history.models import Export, RecordSummary, SavedView
 from ximilar_portal.history.services import summary_refresh
 from ximilar_portal.records.models import Record
-from ximilar_portal.submissions.models import Result
+from ximilar_portal.submissions.models import (
+    Collection,
+    RecordJob,
+    Result,
+    SearchAnswer,
+    Submission,
+)
 
 from .conftest import client_for
 
@@ -237,3 +243,133 @@ def test_it_draws_insights_and_the_record_history(data, team, owner):
     assert page.status_code == 200
     assert b"dress" in page.content and b"Raw JSON" in page.content
     assert client.get(reverse("history:submissions")).status_code == 200
+
+
+# --- Search answers ----------------------------------------------------------------------
+
+
+def _search(team, query, answers, collection=None):
+    """A visual search of `query` answered by `answers` [(answer _id, fields, record)]."""
+    submission = Submission.objects.create(
+        team=team, service="similarity_search", collection=collection
+    )
+    job = RecordJob.objects.create(submission=submission, record=query, team=team, state="done")
+    result = Result.objects.create(
+        job=job, record=query, team=team, service="similarity_search", raw={}
+    )
+    for rank, (answer_id, fields, record) in enumerate(answers, start=1):
+        SearchAnswer.objects.create(
+            team=team,
+            result=result,
+            query_record=query,
+            rank=rank,
+            answer_id=answer_id,
+            distance=rank / 10,
+            fields={"_id": answer_id, **fields},
+            record=record,
+        )
+    return result
+
+
+@pytest.fixture
+def searched(team, outsider):
+    other_team = outsider.memberships.get().team
+    query, mine = (
+        Record.objects.create(team=team, ximilar_id=name, image_url=f"https://x.test/{name}.jpg")
+        for name in ("query-1", "mine-2")
+    )
+    theirs = Record.objects.create(team=other_team, ximilar_id="theirs-1")
+    collection = Collection.objects.create(team=team, name="shop", collection_id="c-9")
+    _search(
+        team,
+        query,
+        [
+            ("mine-2", {"product_id": "SKU-2"}, mine),
+            ("far-away", {"_url": "https://cdn.test/far.jpg", "category": "shoes"}, None),
+            ("no-url", {}, None),
+        ],
+        collection=collection,
+    )
+    # Another team's search of its own record, and one naming our query's id.
+    _search(other_team, theirs, [("query-1", {"secret": "leak"}, None)])
+    summary_refresh(record_ids=[query.pk, mine.pk, theirs.pk])
+    return {"query": query, "mine": mine, "theirs": theirs, "collection": collection}
+
+
+def test_it_shows_the_ranked_search_answers_of_a_record(searched, owner):
+    query, mine = searched["query"], searched["mine"]
+    page = client_for(owner).get(reverse("history:record", args=[query.pk]))
+    assert page.status_code == 200
+    (search,) = page.context["searches"]
+    assert search["collection"] == "shop"
+    answers = search["answers"]
+    assert [(a["rank"], a["answer_id"], a["distance"]) for a in answers] == [
+        (1, "mine-2", 0.1),
+        (2, "far-away", 0.2),
+        (3, "no-url", 0.3),
+    ]
+    assert [a["record_id"] for a in answers] == [mine.pk, None, None]
+    assert answers[0]["fields"] == {"product_id": "SKU-2"}
+    html = page.content.decode()
+    assert f'href="{reverse("history:record", args=[mine.pk])}"' in html
+    assert 'src="https://cdn.test/far.jpg"' in html
+    assert "not one of the team's records" in html
+    again = (
+        f"{reverse('submissions:new')}?record={mine.pk}&amp;service=similarity_search"
+        f"&amp;collection={searched['collection'].pk}"
+    )
+    assert again in html and "Search again from this answer" in html
+    more = f"{reverse('submissions:new')}?record={query.pk}&amp;service=similarity_search"
+    assert f'href="{more}"' in html and "SKU-2" in html and "leak" not in html
+
+
+def test_it_preselects_the_record_and_visual_search_on_the_submit_page(searched, owner):
+    url = searched["query"].pk
+    page = client_for(owner).get(
+        reverse("submissions:new"), {"record": url, "service": "similarity_search"}
+    )
+    assert page.status_code == 200
+    assert page.context["count"] == 1
+    assert page.context["form"]["service"].value() == "similarity_search"
+
+
+def test_it_hides_search_links_from_viewers(searched, viewer):
+    html = client_for(viewer).get(reverse("history:record", args=[searched["query"].pk]))
+    assert "mine-2" in html.content.decode()
+    assert reverse("submissions:new") not in html.content.decode()
+
+
+def test_it_never_shows_another_teams_search_answers(searched, owner, outsider):
+    theirs = searched["theirs"]
+    assert client_for(owner).get(reverse("history:record", args=[theirs.pk])).status_code == 404
+    mine = client_for(owner).get(reverse("history:record", args=[searched["mine"].pk]))
+    assert mine.context["searches"] == []
+    page = client_for(outsider).get(reverse("history:record", args=[theirs.pk]))
+    (search,) = page.context["searches"]
+    assert [a["answer_id"] for a in search["answers"]] == ["query-1"]
+    # The other team's answer named our record's _id: it must not link to it.
+    assert search["answers"][0]["record_id"] is None
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_it_exports_the_search_answers_with_the_records(searched, owner, fmt):
+    response = client_for(owner).post(reverse("history:export"), {"format": fmt, "query": ""})
+    body = b"".join(response.streaming_content).decode()
+    items = (
+        json.loads(body)["records"] if fmt == "json" else list(map(json.loads, body.splitlines()))
+    )
+    by_id = {item["_id"]: item for item in items}
+    assert set(by_id) == {"query-1", "mine-2"}
+    answers = by_id["query-1"]["_search_answers"]
+    assert [(a["rank"], a["_id"], a["distance"], a["record"]) for a in answers] == [
+        (1, "mine-2", 0.1, searched["mine"].pk),
+        (2, "far-away", 0.2, None),
+        (3, "no-url", 0.3, None),
+    ]
+    assert answers[1]["fields"] == {
+        "_id": "far-away",
+        "_url": "https://cdn.test/far.jpg",
+        "category": "shoes",
+    }
+    assert by_id["mine-2"]["_search_answers"] == []
+    assert "leak" not in body

@@ -100,7 +100,7 @@ def _record_batches(qs):
     while batch := list(islice(summaries, CHUNK)):
         ids = [s.record_id for s in batch]
         results = _results_by_record(ids)
-        answers = _answers_by_record(ids)
+        answers = _answers_by_record(batch[0].team_id, ids)
         yield [
             _record_item(s, results.get(s.record_id, []), answers.get(s.record_id, []))
             for s in batch
@@ -132,7 +132,7 @@ def _results_by_record(ids) -> dict:
     return by_record
 
 
-def _answers_by_record(ids) -> dict:
+def _answers_by_record(team_id, ids) -> dict:
     from .answers import answers_for_records
 
-    return answers_for_records(record_ids=ids)
+    return answers_for_records(team_id=team_id, record_ids=ids)
