@@ -107,13 +107,11 @@ def database_url_for_workers():
 class WorkerProcess:
     """A real `celery worker` in its own process, as `make run` starts it."""
 
-    def __init__(self, env, log_path: Path, concurrency=2, beat=False):
+    def __init__(self, env, log_path: Path, concurrency=2):
         self.log_path = log_path
         self.log_file = open(log_path, "w")  # noqa: SIM115 - lives as long as the process
         command = [sys.executable, "-m", "celery", "-A", "ximilar_portal", "worker"]
         command += ["--pool", "threads"]  # as in the Procfile; see README "Workers"
-        if beat:  # the sweeper's schedule in this process (tests of lost work)
-            command += ["-B", "--schedule", str(log_path.with_suffix(".schedule"))]
         command += ["--concurrency", str(concurrency), "--loglevel", "DEBUG", "--without-gossip"]
         command += ["--without-mingle", "--without-heartbeat"]
         self.process = subprocess.Popen(
