@@ -373,3 +373,14 @@ def test_it_exports_the_search_answers_with_the_records(searched, owner, fmt):
     }
     assert by_id["mine-2"]["_search_answers"] == []
     assert "leak" not in body
+
+
+def test_it_counts_a_long_view_only_when_asked(data, team, owner):
+    client = client_for(owner)
+    assert history(client, status="done").context["count"] is None
+    counted = history(client, status="done", count="1")
+    done = RecordSummary.objects.filter(team=team, status="done").count()
+    assert counted.context["count"] == (done, False)
+    assert "count=1" not in counted.context["query"]
+    one = history(client, product_id=RecordSummary.objects.filter(team=team).first().product_id)
+    assert one.context["count"][0] == len(one.context["page"]["rows"]) >= 1

@@ -40,6 +40,10 @@ CSV_COLUMNS = [
 
 
 JSON_COLUMNS = {"record_tags", "record_fields", "top_tags", "colors"}
+# Also read as text: Django's per-row decimal and datetime converters cost a
+# third of the export; the text only needs its spelling evened out (`_csv_row`).
+TEXT_COLUMNS = JSON_COLUMNS | {"price", "created_at"}
+CSV_CHUNK = 5000
 
 
 def export_stream(qs, fmt: str):
@@ -53,11 +57,11 @@ def csv_stream(qs):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([header for header, _ in CSV_COLUMNS])
-    as_text = {column: Cast(column, TextField()) for column in JSON_COLUMNS}
-    columns = [f"{c}_text" if c in JSON_COLUMNS else c for _, c in CSV_COLUMNS]
+    as_text = {column: Cast(column, TextField()) for column in TEXT_COLUMNS}
+    columns = [f"{c}_text" if c in TEXT_COLUMNS else c for _, c in CSV_COLUMNS]
     qs = qs.annotate(**{f"{c}_text": expression for c, expression in as_text.items()})
-    rows = qs.values_list(*columns).iterator(chunk_size=CHUNK)
-    while batch := list(islice(rows, CHUNK)):
+    rows = qs.values_list(*columns).iterator(chunk_size=CSV_CHUNK)
+    while batch := list(islice(rows, CSV_CHUNK)):
         writer.writerows(map(_csv_row, batch))
         yield buffer.getvalue()
         buffer.seek(0)
@@ -67,11 +71,27 @@ def csv_stream(qs):
 
 def _csv_row(row):
     row = list(row)
-    row[3] = "" if row[3] is None else row[3].normalize()
-    row[6] = row[6].isoformat()
+    row[3] = _price_text(row[3])
+    row[6] = _utc_iso(row[6])
     row[8] = row[8].strip("|")
     row[10] = "" if row[10] < 0 else row[10]
     return row
+
+
+def _price_text(text):
+    """12.3400 (PostgreSQL) and 12.34 (SQLite) both as 12.34; 100 stays 100."""
+    if not text:
+        return ""
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _utc_iso(text):
+    """A UTC timestamp as the database spells it (`2026-01-02 03:04:05[.ffffff]`,
+    with `+00` on PostgreSQL, whose sessions Django keeps in UTC) in ISO 8601."""
+    text = text.replace(" ", "T", 1)
+    if text.endswith("+00"):
+        return text + ":00"
+    return text if text.endswith("+00:00") else text + "+00:00"
 
 
 def jsonl_stream(qs):

@@ -13,7 +13,8 @@ from ximilar_portal.submissions.models import RecordJob, Result, Submission
 from . import answers, selectors
 from .forms import HistoryFilterForm
 
-CURSOR_PARAMS = ("after", "before")
+# Per-request only: never part of a shared link, a saved view or an export.
+PAGE_PARAMS = ("after", "before", "count")
 
 
 def team_members(team):
@@ -28,7 +29,7 @@ def filtered(request, data) -> dict:
     summaries (unordered; `sort` says how to order them)."""
     form = HistoryFilterForm(data, members=team_members(request.team))
     params = data.copy()
-    for name in CURSOR_PARAMS:
+    for name in PAGE_PARAMS:
         params.pop(name, None)
     view = {"form": form, "qs": None, "sort": "newest", "layout": "grid"}
     view["query"] = params.urlencode()
@@ -58,6 +59,19 @@ def _links(params) -> dict:
         "insights": reverse("history:insights") + "?" + base,
         "list": reverse("history:list") + "?" + base,
     }
+
+
+def with_urls(rows) -> list:
+    """Each row's history and thumbnail URLs, reversed once per page instead of
+    three times per card (a large part of the page's rendering time)."""
+    page, thumbnail = (
+        reverse(name, args=[0]).replace("/0/", "/{}/")
+        for name in ("history:record", "records:thumbnail")
+    )
+    for row in rows:
+        row.page_url = page.format(row.record_id)
+        row.thumbnail_url = thumbnail.format(row.record_id)
+    return rows
 
 
 def record_context(record) -> dict:

@@ -14,6 +14,7 @@ from .exports import CONTENT_TYPES, export_stream
 from .forms import EXPORT_FORMATS, ExportForm, SavedViewForm
 from .models import Export, ExportState
 
+COUNT_CAP = 1000
 INLINE_EXPORT_ROWS = getattr(settings, "HISTORY_EXPORT_INLINE_ROWS", 50_000)
 
 
@@ -35,11 +36,22 @@ def history_list(request):
             after=request.GET.get("after", ""),
             before=request.GET.get("before", ""),
         )
+        pages.with_urls(page["rows"])
         context["page"] = page
-        if not request.GET.get("after") and not request.GET.get("before"):
-            # Counted on the first page only, and only so far: deep pages stay cheap.
-            context["count"] = selectors.count_capped(view["qs"], cap=1000)
+        context["count"] = _count(request, view["qs"], page)
     return render(request, "history/list.html", context)
+
+
+def _count(request, qs, page):
+    """(count, more than that?) or None. A single page counts itself; beyond
+    that the count (capped) is made only when asked for: it costs more than
+    the page it would be shown on."""
+    first = not request.GET.get("after") and not request.GET.get("before")
+    if first and not page["next"]:
+        return len(page["rows"]), False
+    if request.GET.get("count") == "1":
+        return selectors.count_capped(qs, cap=COUNT_CAP)
+    return None
 
 
 @team_view()
