@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
@@ -19,12 +18,10 @@ urlpatterns = [
     # Password reset by e-mail: Django's views, our templates (templates/registration/).
     path(
         "password/reset/",
-        auth_views.PasswordResetView.as_view(
+        views.PasswordResetView.as_view(
             success_url=reverse_lazy("accounts:password_reset_done"),
             subject_template_name="registration/password_reset_subject.txt",
             email_template_name="registration/password_reset_email.txt",
-            # The link starts with SITE_URL, never with the request's Host header.
-            extra_email_context={"site_url": settings.SITE_URL.rstrip("/")},
         ),
         name="password_reset",
     ),

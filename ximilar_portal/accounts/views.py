@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
@@ -78,3 +80,12 @@ def token_test(request):
     request.team.refresh_from_db(fields=["blocked_reason"])
     credential = Credential.objects.filter(team=request.team).first()
     return _token_page(request, TokenForm(), credential, test=outcome)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's, with links that start with SITE_URL, never with the Host
+    header of the request (which a client chooses)."""
+
+    def form_valid(self, form):
+        self.extra_email_context = {"site_url": settings.SITE_URL.rstrip("/")}
+        return super().form_valid(form)
