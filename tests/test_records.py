@@ -105,3 +105,15 @@ def test_sending_without_a_token_asks_for_one(owner):
     assert response.status_code == 302
     assert response.url == "/accounts/team/token/"
     assert not record.jobs.exists()
+
+
+def test_the_admin_edit_page_of_a_record_opens(owner):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload(client_for(owner), image=SimpleUploadedFile("a.jpg", jpeg_bytes()), product_id="p9")
+    record = Record.objects.get()
+    owner.is_staff = owner.is_superuser = True
+    owner.save()
+    response = client_for(owner).get(f"/admin/records/record/{record.pk}/change/")
+    assert response.status_code == 200
+    assert b"p9" in response.content

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from .models import Record
 
@@ -9,3 +10,5 @@ class RecordAdmin(admin.ModelAdmin):
     list_filter = ("category",)
     search_fields = ("ximilar_id", "product_id")
     raw_id_fields = ("team", "created_by")
+    # Django 6 changes URLField's default scheme; say which one we mean.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
