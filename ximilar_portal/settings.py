@@ -252,6 +252,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": True,
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
+        "polling_interval": 0.1,  # kombu's default of 1 s delays every hand-over
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

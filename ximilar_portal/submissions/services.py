@@ -11,6 +11,7 @@ People's actions on a submission (cancel, retry, pause) are in actions.py.
 import logging
 import random
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -32,6 +33,9 @@ from .ratelimit import slot_wait
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = ximilar.MAX_RECORDS_PER_REQUEST
+# How long one task goes on sending batches before it hands over to a new task
+# (so submissions of several teams take turns on the workers).
+TASK_SECONDS = 20
 
 
 # --- Creating and enqueueing --------------------------------------------------
@@ -116,24 +120,27 @@ def queue_paused(team_id: int) -> bool:
 
 def submission_process(*, submission_id: int) -> None:
     """One task run: claim up to 10 records, send them, store what came back,
-    then pass the rest of the submission on to the next task."""
-    submission = (
-        Submission.objects.select_related("team", "collection").filter(pk=submission_id).first()
-    )
-    if submission is None or submission.cancelled_at:
-        return
-    if submission.team.blocked_reason:
-        jobs_block_for_team(team_id=submission.team_id, reason=submission.team.blocked_reason)
-        return
-    if queue_paused(submission.team_id):
-        return  # resuming the queue enqueues the team's submissions again
-    limit = records_per_request(submission.service)
-    claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
-    if not jobs:
-        _wake_up_for_retries(submission)
-        return
-    batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
-    Submission.objects.filter(pk=submission_id).update(last_progress_at=timezone.now())
+    and go on with the next batch for up to TASK_SECONDS (no broker round trip
+    per batch); then pass the rest of the submission on to the next task."""
+    started = time.monotonic()
+    while time.monotonic() - started < TASK_SECONDS:
+        submission = (
+            Submission.objects.select_related("team", "collection").filter(pk=submission_id).first()
+        )
+        if submission is None or submission.cancelled_at:
+            return
+        if submission.team.blocked_reason:
+            jobs_block_for_team(team_id=submission.team_id, reason=submission.team.blocked_reason)
+            return
+        if queue_paused(submission.team_id):
+            return  # resuming the queue enqueues the team's submissions again
+        limit = records_per_request(submission.service)
+        claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
+        if not jobs:
+            _wake_up_for_retries(submission)
+            return
+        batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
+        Submission.objects.filter(pk=submission_id).update(last_progress_at=timezone.now())
     submission_enqueue(submission_id)
 
 
