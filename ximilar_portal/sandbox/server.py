@@ -48,7 +48,7 @@ class LoggedRequest:
     method: str
     path: str
     record_count: int  # `records` in the body, plus one for a `query_record`
-    time: float  # time.time() when the answer was ready
+    time: float  # time.time() when the request arrived (what a rate limit governs)
     status: int
     token_hint: str  # "…abcd": never the whole token
 
@@ -190,6 +190,7 @@ class SandboxServer:
     # --- One request -----------------------------------------------------------
 
     def answer(self, incoming: Incoming) -> Answer:
+        received = time.time()
         target = urllib.parse.urlsplit(incoming.target)
         path = urllib.parse.unquote(target.path)
         if path.strip("/").startswith("_sandbox"):
@@ -208,7 +209,7 @@ class SandboxServer:
         )
         answer = self._answer_api(call, body_error)
         count, hint = record_count(body), token_hint(token)
-        entry = LoggedRequest(call.method, path, count, time.time(), answer.status, hint)
+        entry = LoggedRequest(call.method, path, count, received, answer.status, hint)
         with self._log_lock:
             self._log.append(entry)
         return answer
