@@ -409,21 +409,27 @@ def jobs_retry(*, jobs, claim_id, error, wait: float | None = None) -> None:
     now = timezone.now()
     error_class = type(error).__name__
     message = getattr(error, "message", str(error))[:500]
+    retrying = [job for job in jobs if job.attempts < settings.XIMILAR_MAX_ATTEMPTS]
     for job in jobs:
-        if job.attempts >= settings.XIMILAR_MAX_ATTEMPTS:
+        if job not in retrying:
             message_spent = f"{message} (gave up after {job.attempts} attempts)"
             jobs_fail(jobs=[job], claim_id=claim_id, error_class=error_class, message=message_spent)
-            continue
-        delay = max(wait or 0, backoff_seconds(job.attempts))
-        RecordJob.objects.filter(pk=job.pk, claim_id=claim_id, state=JobState.SENDING).update(
-            state=JobState.QUEUED,
-            claim_id=None,
-            lease_until=None,
-            next_attempt_at=now + timedelta(seconds=delay),
-            error_class=error_class,
-            error_message=message,
-            updated_at=now,
-        )
+    if not retrying:
+        return
+    # One wait for the whole batch: it failed together, so it is retried
+    # together, in one request, rather than split by each row's jitter.
+    delay = max(wait or 0, backoff_seconds(max(job.attempts for job in retrying)))
+    RecordJob.objects.filter(
+        pk__in=[job.pk for job in retrying], claim_id=claim_id, state=JobState.SENDING
+    ).update(
+        state=JobState.QUEUED,
+        claim_id=None,
+        lease_until=None,
+        next_attempt_at=now + timedelta(seconds=delay),
+        error_class=error_class,
+        error_message=message,
+        updated_at=now,
+    )
     log.info("submission.retry jobs=%s error=%s", [j.pk for j in jobs], error_class)
 
 
