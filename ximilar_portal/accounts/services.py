@@ -169,9 +169,10 @@ def _credential_record_test(*, team: Team, outcome: TokenTest) -> None:
     Credential.objects.filter(team=team).update(**fields)
 
 
-def client_for_team(*, team_id: int) -> ximilar.Client:
+def client_for_team(*, team_id: int, session=None) -> ximilar.Client:
     """A client signed with the team's token. Raises Credential.DoesNotExist or
-    DecryptionError; never builds a client from a value it could not decrypt."""
+    DecryptionError; never builds a client from a value it could not decrypt.
+    Workers pass their long-lived `session` to reuse its connection pool."""
     credential = Credential.objects.get(team_id=team_id)
     return ximilar.Client(
         token=credential_token(team_id=team_id),
@@ -179,6 +180,7 @@ def client_for_team(*, team_id: int) -> ximilar.Client:
         workspace=credential.workspace or None,
         connect_timeout=settings.XIMILAR_CONNECT_TIMEOUT,
         read_timeout=settings.XIMILAR_READ_TIMEOUT,
+        session=session,
     )
 
 

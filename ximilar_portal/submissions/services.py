@@ -161,7 +161,7 @@ def _wake_up_for_retries(submission) -> None:
 def batch_send(*, submission, claim_id, jobs) -> None:
     team_id = submission.team_id
     try:
-        client = _client_for_team(team_id)
+        client = accounts.client_for_team(team_id=team_id, session=_session())
     except (Credential.DoesNotExist, DecryptionError) as error:
         reason = (
             "token: none saved"
@@ -219,18 +219,6 @@ def _session():
     if getattr(_local, "session", None) is None:
         _local.session = ximilar._new_session()
     return _local.session
-
-
-def _client_for_team(team_id) -> ximilar.Client:
-    credential = Credential.objects.get(team_id=team_id)
-    return ximilar.Client(
-        token=accounts.credential_token(team_id=team_id),
-        base_url=settings.XIMILAR_API_URL,
-        workspace=credential.workspace or None,
-        connect_timeout=settings.XIMILAR_CONNECT_TIMEOUT,
-        read_timeout=settings.XIMILAR_READ_TIMEOUT,
-        session=_session(),
-    )
 
 
 def _payload(jobs, service, claim_id):
