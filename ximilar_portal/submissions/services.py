@@ -407,9 +407,7 @@ def jobs_retry(*, jobs, claim_id, error, wait: float | None = None) -> None:
     # One wait for the whole batch: it failed together, so it is retried
     # together, in one request, rather than split by each row's jitter.
     delay = max(wait or 0, backoff_seconds(max(job.attempts for job in retrying)))
-    RecordJob.objects.filter(
-        pk__in=[job.pk for job in retrying], claim_id=claim_id, state=JobState.SENDING
-    ).update(
+    _still_claimed(retrying, claim_id).update(
         state=JobState.QUEUED,
         claim_id=None,
         lease_until=None,
@@ -421,13 +419,19 @@ def jobs_retry(*, jobs, claim_id, error, wait: float | None = None) -> None:
     log.info("submission.retry jobs=%s error=%s", [j.pk for j in jobs], error_class)
 
 
+def _still_claimed(jobs, claim_id):
+    """The rows of `jobs` this claim still holds: an update through it never
+    touches a row the sweeper or another worker has taken since."""
+    return RecordJob.objects.filter(
+        pk__in=[job.pk for job in jobs], claim_id=claim_id, state=JobState.SENDING
+    )
+
+
 def jobs_release(*, jobs, claim_id, delay: float) -> None:
     """Give claimed rows back unsent (rate-limit slot too far, queue paused):
     the attempt did not happen, so it is not counted."""
     now = timezone.now()
-    RecordJob.objects.filter(
-        pk__in=[j.pk for j in jobs], claim_id=claim_id, state=JobState.SENDING
-    ).update(
+    _still_claimed(jobs, claim_id).update(
         state=JobState.QUEUED,
         claim_id=None,
         lease_until=None,
@@ -439,9 +443,7 @@ def jobs_release(*, jobs, claim_id, delay: float) -> None:
 
 def jobs_fail(*, jobs, claim_id, error_class: str, message: str) -> None:
     now = timezone.now()
-    RecordJob.objects.filter(
-        pk__in=[j.pk for j in jobs], claim_id=claim_id, state=JobState.SENDING
-    ).update(
+    _still_claimed(jobs, claim_id).update(
         state=JobState.FAILED,
         finished_at=now,
         updated_at=now,
