@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -175,7 +176,7 @@ def client_for_team(*, team_id: int, session=None) -> ximilar.Client:
     Workers pass their long-lived `session` to reuse its connection pool."""
     credential = Credential.objects.get(team_id=team_id)
     return ximilar.Client(
-        token=credential_token(team_id=team_id),
+        token=_plaintext(credential),
         base_url=settings.XIMILAR_API_URL,
         workspace=credential.workspace or None,
         connect_timeout=settings.XIMILAR_CONNECT_TIMEOUT,
@@ -195,8 +196,14 @@ def _as_int(value):
 def credential_token(*, team_id: int) -> str:
     """The plaintext token, for the one moment a request is signed. Raises
     DecryptionError (fail closed) when the key ring cannot read it."""
-    credential = Credential.objects.get(team_id=team_id)
-    return key_ring().decrypt(credential.ciphertext, bound_to=credential_binding(team_id))
+    return _plaintext(Credential.objects.get(team_id=team_id))
+
+
+@sensitive_variables()
+def _plaintext(credential: Credential) -> str:
+    return key_ring().decrypt(
+        credential.ciphertext, bound_to=credential_binding(credential.team_id)
+    )
 
 
 def credential_is_readable(*, credential: Credential) -> bool:
@@ -209,10 +216,19 @@ def credential_is_readable(*, credential: Credential) -> bool:
     return True
 
 
+# A token in steady use has its "last used" time moved at most this often:
+# once per batch was a write that every worker queued for.
+LAST_USED_RESOLUTION = timedelta(seconds=10)
+
+
 def credential_mark_used(*, team_id: int, error: str = "") -> None:
-    Credential.objects.filter(team_id=team_id).update(
-        last_used_at=timezone.now(), last_error=error[:300]
-    )
+    now = timezone.now()
+    rows = Credential.objects.filter(team_id=team_id)
+    if not error:
+        seen = rows.values_list("last_used_at", "last_error").first()
+        if seen and not seen[1] and seen[0] and now - seen[0] < LAST_USED_RESOLUTION:
+            return
+    rows.update(last_used_at=now, last_error=error[:300])
 
 
 def team_block(*, team_id: int, reason: str) -> None:

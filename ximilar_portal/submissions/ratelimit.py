@@ -26,30 +26,22 @@ def queue_row(team_id: int) -> None:
 def slot_reserve(*, team_id: int, rate: float | None = None) -> float:
     """Reserve the next request slot of the team: the seconds to wait before
     sending (0 = now). When the wait would exceed MAX_WAIT_SECONDS nothing is
-    reserved and the wait is returned negated, so the caller can come back."""
+    reserved and the wait is returned negated, so the caller can come back
+    after that long."""
     rate = rate if rate is not None else settings.XIMILAR_RATE_LIMIT
     if not rate or rate <= 0:
         return 0.0
     interval_us = int(1_000_000 / rate)
-    queue_row(team_id)
     rows = TeamQueue.objects.filter(team_id=team_id)
     while True:
         now_us = int(time.time() * 1_000_000)
-        current = rows.values_list("next_slot_us", flat=True).get()
+        current = rows.values_list("next_slot_us", flat=True).first()
+        if current is None:
+            queue_row(team_id)
+            continue
         slot = max(now_us, current)
         wait = (slot - now_us) / 1_000_000
         if wait > MAX_WAIT_SECONDS:
             return -wait
         if rows.filter(next_slot_us=current).update(next_slot_us=slot + interval_us):
             return wait
-
-
-def slot_wait(*, team_id: int) -> float | None:
-    """Reserve a slot and sleep until it; None (and no slot taken) when it is
-    too far away, with the seconds to come back after as the second value."""
-    wait = slot_reserve(team_id=team_id)
-    if wait < 0:
-        return -wait
-    if wait > 0:
-        time.sleep(wait)
-    return None

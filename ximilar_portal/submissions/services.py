@@ -28,7 +28,7 @@ from ximilar_portal.records.models import Record
 
 from .calls import call_service, records_per_request, requests_needed
 from .models import JobState, RecordJob, Result, SearchAnswer, Submission, TeamQueue
-from .ratelimit import slot_wait
+from .ratelimit import slot_reserve
 
 log = logging.getLogger(__name__)
 
@@ -118,30 +118,66 @@ def queue_paused(team_id: int) -> bool:
     return TeamQueue.objects.filter(team_id=team_id, paused=True).exists()
 
 
+# How often a running task writes its progress mark (the sweeper's "has this
+# submission moved?") and summarises its new results for the history. Once per
+# batch, both were extra write transactions that every worker queued for.
+PROGRESS_EVERY_SECONDS = 1.0
+
+
+class _Progress:
+    """What one task run has finished and not yet reported."""
+
+    def __init__(self, submission_id: int):
+        self.submission_id = submission_id
+        self.record_ids: list[int] = []
+        self.reported_at = time.monotonic()
+
+    def add(self, record_ids) -> None:
+        self.record_ids.extend(record_ids)
+        if time.monotonic() - self.reported_at >= PROGRESS_EVERY_SECONDS:
+            self.report()
+
+    def report(self) -> None:
+        Submission.objects.filter(pk=self.submission_id).update(last_progress_at=timezone.now())
+        if self.record_ids:
+            _history_refresh(self.record_ids)
+        self.record_ids, self.reported_at = [], time.monotonic()
+
+
 def submission_process(*, submission_id: int) -> None:
     """One task run: claim up to 10 records, send them, store what came back,
     and go on with the next batch for up to TASK_SECONDS (no broker round trip
     per batch); then pass the rest of the submission on to the next task."""
     started = time.monotonic()
-    while time.monotonic() - started < TASK_SECONDS:
-        submission = (
-            Submission.objects.select_related("team", "collection").filter(pk=submission_id).first()
-        )
-        if submission is None or submission.cancelled_at:
-            return
-        if submission.team.blocked_reason:
-            jobs_block_for_team(team_id=submission.team_id, reason=submission.team.blocked_reason)
-            return
-        if queue_paused(submission.team_id):
-            return  # resuming the queue enqueues the team's submissions again
-        limit = records_per_request(submission.service)
-        claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
-        if not jobs:
-            _wake_up_for_retries(submission)
-            return
-        batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
-        Submission.objects.filter(pk=submission_id).update(last_progress_at=timezone.now())
-    submission_enqueue(submission_id)
+    progress = _Progress(submission_id)
+    try:
+        while time.monotonic() - started < TASK_SECONDS:
+            if not _process_one_batch(submission_id, progress):
+                return
+        submission_enqueue(submission_id)
+    finally:
+        progress.report()
+
+
+def _process_one_batch(submission_id: int, progress: _Progress) -> bool:
+    """Claim and send one batch; False when this task has nothing more to do."""
+    submission = (
+        Submission.objects.select_related("team", "collection").filter(pk=submission_id).first()
+    )
+    if submission is None or submission.cancelled_at:
+        return False
+    if submission.team.blocked_reason:
+        jobs_block_for_team(team_id=submission.team_id, reason=submission.team.blocked_reason)
+        return False
+    if queue_paused(submission.team_id):
+        return False  # resuming the queue enqueues the team's submissions again
+    limit = records_per_request(submission.service)
+    claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
+    if not jobs:
+        _wake_up_for_retries(submission)
+        return False
+    progress.add(batch_send(submission=submission, claim_id=claim_id, jobs=jobs))
+    return True
 
 
 def _wake_up_for_retries(submission) -> None:
@@ -158,7 +194,9 @@ def _wake_up_for_retries(submission) -> None:
         submission_enqueue(submission.pk, countdown=min(max(wait, 0.1), 60))
 
 
-def batch_send(*, submission, claim_id, jobs) -> None:
+def batch_send(*, submission, claim_id, jobs) -> list[int]:
+    """Send one claimed batch and settle every row of it; returns the records
+    that got a result (for the history)."""
     team_id = submission.team_id
     try:
         client = accounts.client_for_team(team_id=team_id, session=_session())
@@ -169,10 +207,10 @@ def batch_send(*, submission, claim_id, jobs) -> None:
             else ("token: cannot be decrypted with the configured keys")
         )
         accounts.team_block(team_id=team_id, reason=reason)
-        return
+        return []
     payload, jobs = _payload(jobs, submission.service, claim_id)
     if not jobs or not _may_send_now(submission, claim_id, jobs):
-        return
+        return []
     try:
         reply = call_service(
             client, submission.service, submission.options, payload, submission.collection
@@ -190,21 +228,30 @@ def batch_send(*, submission, claim_id, jobs) -> None:
         jobs_fail(jobs=jobs, claim_id=claim_id, error_class="permanent", message=error.message)
     else:
         accounts.credential_mark_used(team_id=team_id)
-        results_store(submission=submission, claim_id=claim_id, jobs=jobs, reply=reply)
+        return results_store(submission=submission, claim_id=claim_id, jobs=jobs, reply=reply)
+    return []
 
 
 def _may_send_now(submission, claim_id, jobs) -> bool:
-    """Wait for the team's next rate-limit slot, then look again at the team:
-    a token refused or a queue paused meanwhile means no call is made."""
-    come_back_in = slot_wait(team_id=submission.team_id)
-    if come_back_in is not None:
-        jobs_release(jobs=jobs, claim_id=claim_id, delay=come_back_in)
+    """Wait for the team's next rate-limit slot. After a wait, look again at
+    the team: a token refused or a queue paused meanwhile means no call is
+    made. With no wait, the look taken when the batch was claimed stands."""
+    wait = slot_reserve(team_id=submission.team_id)
+    if wait < 0:
+        jobs_release(jobs=jobs, claim_id=claim_id, delay=-wait)
         return False
-    team = Team.objects.only("blocked_reason").get(pk=submission.team_id)
-    if team.blocked_reason:
-        jobs_block_for_team(team_id=team.pk, reason=team.blocked_reason)
+    if wait == 0:
+        return True
+    time.sleep(wait)
+    blocked_reason, paused = (
+        Team.objects.filter(pk=submission.team_id)
+        .values_list("blocked_reason", "teamqueue__paused")
+        .get()
+    )
+    if blocked_reason:
+        jobs_block_for_team(team_id=submission.team_id, reason=blocked_reason)
         return False
-    if queue_paused(team.pk):
+    if paused:
         jobs_release(jobs=jobs, claim_id=claim_id, delay=0)
         return False
     return True
@@ -255,8 +302,9 @@ def _read_image(record) -> bytes | None:
 # --- Outcomes -------------------------------------------------------------------
 
 
-def results_store(*, submission, claim_id, jobs, reply) -> None:
-    done = []
+def results_store(*, submission, claim_id, jobs, reply) -> list[int]:
+    """One outcome per row; returns the records whose result was stored."""
+    done, stored = [], []
     for job, outcome in zip(jobs, reply.outcomes, strict=False):
         if outcome.ok:
             done.append((job, outcome))
@@ -264,28 +312,27 @@ def results_store(*, submission, claim_id, jobs, reply) -> None:
             message = f"Ximilar could not process this record: {outcome.text} ({outcome.code})"
             jobs_fail(jobs=[job], claim_id=claim_id, error_class="record", message=message)
     if done:
-        jobs_done(submission=submission, claim_id=claim_id, done=done, reply=reply)
+        stored = jobs_done(submission=submission, claim_id=claim_id, done=done, reply=reply)
     missing = jobs[len(reply.outcomes) :]
     if missing:
         jobs_retry(jobs=missing, claim_id=claim_id, error=ximilar.TransientError("reply too short"))
+    return stored
 
 
-def jobs_done(*, submission, claim_id, done, reply) -> None:
+def jobs_done(*, submission, claim_id, done, reply) -> list[int]:
     """Exactly one result per job: only rows still ours (same claim, still
     sending) get a result, and the state change and the result are one
     transaction. The new result becomes the record's current one for the
     service. Two submissions finishing the same record at the same moment
-    collide on the one-current constraint: the loser tries again."""
+    collide on the one-current constraint: the loser tries again. Returns the
+    records that got their result; the caller tells the history."""
     for attempt in range(3):
         try:
-            stored = _jobs_done_once(submission, claim_id, done, reply)
+            return _jobs_done_once(submission, claim_id, done, reply)
         except IntegrityError:
             if attempt == 2:
                 raise
-            continue
-        if stored:
-            transaction.on_commit(lambda ids=stored: _history_refresh(ids))
-        return
+    return []
 
 
 @transaction.atomic
@@ -366,7 +413,8 @@ def _answers_store(submission, done, results) -> None:
 
 def _history_refresh(record_ids) -> None:
     """bulk_create sends no post_save: tell the history about the new results
-    (once per batch). The results are stored whatever happens here."""
+    (a task run does, about once a second). The results are stored whatever
+    happens here, and the history's own catch-up finds any it missed."""
     try:
         from ximilar_portal.history.services import summary_refresh
 
