@@ -142,6 +142,12 @@ def start_workers(args, var_dir: Path) -> list[subprocess.Popen]:
     return workers
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_portal(user, team, records) -> float:
     """Submit to the moment the last result is stored."""
     from django.db.models import Max
@@ -196,8 +202,15 @@ def main() -> int:
             django_setup(var_dir, args, url)
             user, team, records = portal_data(paths, token)
             workers = start_workers(args, var_dir)
+            processes = {"workers": [w.pid for w in workers], "sandbox": [sandbox.pid]}
+            before = {k: sum(map(cpu_seconds, pids)) for k, pids in processes.items()}
             portal = run_portal(user, team, records)
+            cpu = {k: sum(map(cpu_seconds, pids)) - before[k] for k, pids in processes.items()}
             portal_calls = len(sandbox_requests(url))
+            print(
+                f"CPU during the portal run: workers {cpu['workers']:.2f} s, "
+                f"sandbox {cpu['sandbox']:.2f} s ({os.cpu_count()} cores)"
+            )
             official = None if args.skip_official else run_official(paths, url, token)
             report(args, portal, official, portal_calls)
     finally:

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from ximilar_portal.accounts import services as accounts
@@ -114,10 +114,6 @@ def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
 # --- Processing one batch ------------------------------------------------------------
 
 
-def queue_paused(team_id: int) -> bool:
-    return TeamQueue.objects.filter(team_id=team_id, paused=True).exists()
-
-
 # How often a running task writes its progress mark (the sweeper's "has this
 # submission moved?") and summarises its new results for the history. Once per
 # batch, both were extra write transactions that every worker queued for.
@@ -162,14 +158,17 @@ def submission_process(*, submission_id: int) -> None:
 def _process_one_batch(submission_id: int, progress: _Progress) -> bool:
     """Claim and send one batch; False when this task has nothing more to do."""
     submission = (
-        Submission.objects.select_related("team", "collection").filter(pk=submission_id).first()
+        Submission.objects.select_related("team", "collection")
+        .annotate(queue_paused=Exists(TeamQueue.objects.filter(team=OuterRef("team"), paused=True)))
+        .filter(pk=submission_id)
+        .first()
     )
     if submission is None or submission.cancelled_at:
         return False
     if submission.team.blocked_reason:
         jobs_block_for_team(team_id=submission.team_id, reason=submission.team.blocked_reason)
         return False
-    if queue_paused(submission.team_id):
+    if submission.queue_paused:
         return False  # resuming the queue enqueues the team's submissions again
     limit = records_per_request(submission.service)
     claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
@@ -339,18 +338,21 @@ def jobs_done(*, submission, claim_id, done, reply) -> list[int]:
 def _jobs_done_once(submission, claim_id, done, reply) -> list[int]:
     now = timezone.now()
     ids = [job.pk for job, _ in done]
-    ours = RecordJob.objects.select_for_update().filter(
-        pk__in=ids, claim_id=claim_id, state=JobState.SENDING
-    )
-    ours = set(ours.values_list("pk", flat=True))
-    if len(ours) < len(ids):
-        log.warning("submission.result_dropped jobs=%s (claim lost)", sorted(set(ids) - ours))
-    done = [(job, outcome) for job, outcome in done if job.pk in ours]
-    if not done:
-        return []
-    RecordJob.objects.filter(pk__in=ours).update(
+    # The compare-and-set itself says which rows are ours: all of them, as a
+    # rule; when fewer, the rows this very UPDATE finished (its timestamp).
+    finished = _still_claimed([job for job, _ in done], claim_id).update(
         state=JobState.DONE, finished_at=now, updated_at=now, error_class="", error_message=""
     )
+    if finished < len(ids):
+        ours = set(
+            RecordJob.objects.filter(
+                pk__in=ids, claim_id=claim_id, state=JobState.DONE, finished_at=now
+            ).values_list("pk", flat=True)
+        )
+        log.warning("submission.result_dropped jobs=%s (claim lost)", sorted(set(ids) - ours))
+        done = [(job, outcome) for job, outcome in done if job.pk in ours]
+    if not done:
+        return []
     record_ids = [job.record_id for job, _ in done]
     Result.objects.filter(
         record_id__in=record_ids, service=submission.service, is_current=True
