@@ -96,6 +96,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--teams", type=int, default=3)
+    parser.add_argument("--answers", type=int, help="search answers (default: records / 10)")
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--deep", type=int, default=40, help="pages to walk for the deep page")
     parser.add_argument("--reuse", action="store_true", help="keep the existing data")
@@ -108,8 +109,16 @@ def main():
     if not args.reuse:
         fresh_database()
         started = time.perf_counter()
-        call_command("generate_demo_data", records=args.records, teams=args.teams, verbosity=0)
-        print(f"generate: {args.records} records in {time.perf_counter() - started:.1f} s")
+        answers = args.records // 10 if args.answers is None else args.answers
+        call_command(
+            "generate_demo_data",
+            records=args.records,
+            answers=answers,
+            teams=args.teams,
+            verbosity=0,
+        )
+        seconds = time.perf_counter() - started
+        print(f"generate: {args.records} records, {answers} answers in {seconds:.1f} s")
     membership = Membership.objects.select_related("team", "user").order_by("pk").first()
     user, team = membership.user, membership.team
     user.is_staff = user.is_superuser = True
