@@ -384,3 +384,21 @@ def test_it_counts_a_long_view_only_when_asked(data, team, owner):
     assert "count=1" not in counted.context["query"]
     one = history(client, product_id=RecordSummary.objects.filter(team=team).first().product_id)
     assert one.context["count"][0] == len(one.context["page"]["rows"]) >= 1
+
+
+def test_each_card_shows_its_summary(data, team, owner):
+    page = history(client_for(owner), status="done", sort="prob_desc")
+    html = page.content.decode()
+    best = page.context["page"]["rows"][0]
+    card = html[html.index(f'data-record="{best.record_id}"') :]
+    card = card[: card.index("</li>")]
+    assert f'href="/history/records/{best.record_id}/"' in card
+    assert f"<strong>{best.best_label}</strong>" in card
+    assert f'<span class="muted">{best.best_prob:.2f}</span>' in card
+    for tag in best.top_tags[:3]:
+        assert f'<span class="chip">{tag["name"]}</span>' in card
+    assert '<span class="badge state-done">Done</span>' in card
+    for service in best.service_list:
+        assert f'<span class="badge h-service">{service}</span>' in card
+    unsent = history(client_for(owner), status="none").content.decode()
+    assert '<span class="badge">Not sent</span>' in unsent
