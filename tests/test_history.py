@@ -333,6 +333,18 @@ def test_it_preselects_the_record_and_visual_search_on_the_submit_page(searched,
     assert page.context["form"]["service"].value() == "similarity_search"
 
 
+def test_search_again_preselects_the_collection_it_searched(searched, owner, outsider):
+    collection = searched["collection"]
+    client = client_for(owner)
+    params = {"record": searched["mine"].pk, "service": "similarity_search"}
+    page = client.get(reverse("submissions:new"), {**params, "collection": collection.pk})
+    assert page.context["form"]["collection"].value() == collection.pk
+    assert f'<option value="{collection.pk}" selected>' in page.content.decode()
+    theirs = Collection.objects.create(team=outsider.memberships.get().team, name="x")
+    page = client.get(reverse("submissions:new"), {**params, "collection": theirs.pk})
+    assert page.context["form"]["collection"].value() is None
+
+
 def test_it_hides_search_links_from_viewers(searched, viewer):
     html = client_for(viewer).get(reverse("history:record", args=[searched["query"].pk]))
     assert "mine-2" in html.content.decode()
