@@ -414,3 +414,21 @@ def test_each_card_shows_its_summary(data, team, owner):
         assert f'<span class="badge h-service">{service}</span>' in card
     unsent = history(client_for(owner), status="none").content.decode()
     assert '<span class="badge">Not sent</span>' in unsent
+
+
+def test_the_periodic_sync_catches_every_job_moved_without_a_refresh(data, team, monkeypatch):
+    from ximilar_portal.history import services
+    from ximilar_portal.history.tasks import sync
+
+    monkeypatch.setattr(services, "CHUNK", 4)  # several chunks of pending records
+    pending = RecordSummary.objects.filter(team=team, status__in=["waiting", "blocked"])
+    ids = list(pending.values_list("record_id", flat=True))
+    assert len(ids) > 8
+    RecordJob.objects.filter(record_id__in=ids).update(state="failed", error_message="gone")
+    services.summary_sync(team=team)  # a visit: only what is newer than the mark
+    assert pending.count() == len(ids)
+    sync()  # what celery beat runs every HISTORY_SYNC_SECONDS
+    assert not pending.exists()
+    assert set(
+        RecordSummary.objects.filter(record_id__in=ids).values_list("status", flat=True)
+    ) == {"failed"}
