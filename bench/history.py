@@ -1,15 +1,22 @@
-"""History benchmark (not a test): generate demo data, then time the history
+"""History benchmark (not a test): generate demo data (records with results
+and search answers, a tenth as many answers as records), then time the history
 page (first page and a deep page, three filters combined), the record page,
-the same filter in Django's admin changelist, and a CSV export.
+the same filter in Django's admin changelist, what each visit spends syncing
+summaries, and a background CSV export of the first team's whole history
+(`export_run`, in its own process: rows per second and its peak RSS).
 
     .venv/bin/python bench/history.py                       # SQLite, 200k records
-    .venv/bin/python bench/history.py --records 1000000     # the 1M run (takes long)
+    .venv/bin/python bench/history.py --records 1000000     # the 1M run (~10 min to generate)
+    .venv/bin/python bench/history.py --reuse               # measure again, same data
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_history_bench \\
-        .venv/bin/python bench/history.py
+        VAR_DIR=/tmp/history-bench-pg .venv/bin/python bench/history.py --records 1000000
 
-It uses its own VAR_DIR (/tmp/history-bench unless set) and a fresh database.
-The last line is `name: value`.
-"""
+It uses its own VAR_DIR (/tmp/history-bench unless set) and, unless --reuse, a
+fresh database (SQLite: the file is deleted; PostgreSQL: the public schema is
+dropped and created again). To export a million rows through the team-scoped
+path, first add records to the first team:
+`manage.py generate_demo_data --team 1 --records 665000`, then `--reuse --export-only`.
+The last line is `name: value`."""
 
 import argparse
 import base64
@@ -100,6 +107,12 @@ def export_rate(team, user):
     return export.rows, export.rows / seconds, peak_mb
 
 
+def export_report(team, user):
+    exported, rate, peak = export_rate(team, user)
+    print(f"csv export (export_run): {exported} rows at {rate:,.0f} rows/s, peak RSS {peak:.0f} MB")
+    return rate
+
+
 def export_child(export_id):
     from ximilar_portal.history.services import export_run
 
@@ -132,6 +145,7 @@ def main():
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--deep", type=int, default=40, help="pages to walk for the deep page")
     parser.add_argument("--reuse", action="store_true", help="keep the existing data")
+    parser.add_argument("--export-only", action="store_true", help="only the CSV export")
     parser.add_argument("--export-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_child:
@@ -162,6 +176,10 @@ def main():
     client.force_login(user)
     rows = RecordSummary.objects.filter(team=team).count()
     print(f"database: {connection.vendor}; team rows: {rows}; filter: {FILTER}")
+    if args.export_only:
+        rate = export_report(team, user)
+        print(f"export_rows_per_s: {rate:.0f}")
+        return None
 
     first = timed(client, "/history/", FILTER, args.requests)
     cursor = deep_cursor(client, args.deep)
@@ -185,8 +203,7 @@ def main():
     sync = sync_cost(team, args.requests)
     print(f"summary_sync per visit: p50 {sync[0]:.1f} ms, max {sync[1]:.1f} ms")
     print(f"history.sync pending pass, one team: {sync[2]:.0f} ms")
-    exported, rate, peak = export_rate(team, user)
-    print(f"csv export (export_run): {exported} rows at {rate:,.0f} rows/s, peak RSS {peak:.0f} MB")
+    export_report(team, user)
     print(f"history_p95_ms: {slowest[1]:.1f}")
 
 

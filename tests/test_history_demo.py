@@ -67,3 +67,10 @@ def test_the_command_spreads_records_over_new_teams(capsys):
     call_command("generate_demo_data", records=90, answers=30, teams=3, chunk=20)
     assert "Created 90 records in 3 team(s) and 30 search answers" in capsys.readouterr().out
     assert RecordSummary.objects.count() == Record.objects.count() == 90
+
+
+def test_a_second_run_into_the_same_team_adds_records(team):
+    demo_data_generate(team=team, records=30, chunk=20)
+    demo_data_generate(team=team, records=30, chunk=20, seed=8)
+    assert Record.objects.filter(team=team).values("ximilar_id").distinct().count() == 60
+    assert RecordSummary.objects.filter(team=team).count() == 60

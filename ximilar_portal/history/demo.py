@@ -66,7 +66,7 @@ def demo_data_generate(*, teams=3, records=10_000, answers=0, seed=7, chunk=20_0
         searches = _share(answers, start + size, records) - _share(answers, start, records)
         target = targets[index % len(targets)]
         with transaction.atomic():
-            written = _chunk(rng, target, size, offset=start, searches=searches)
+            written = _chunk(rng, target, size, searches=searches)
         made["records"] += written["records"]
         made["answers"] += written["answers"]
     for target in targets:
@@ -88,7 +88,7 @@ def _demo_team(i) -> Team:
     return team
 
 
-def _chunk(rng, team, size, *, offset, searches) -> dict:
+def _chunk(rng, team, size, *, searches) -> dict:
     owner = Membership.objects.filter(team=team).order_by("pk").first()
     user_id = owner.user_id if owner else None
     submissions = [
@@ -97,10 +97,7 @@ def _chunk(rng, team, size, *, offset, searches) -> dict:
     ]
     ids = ids_reserve(Record, size)
     now = timezone.now()
-    records = [
-        _record(rng, team, user_id, now, offset + i, pk)
-        for i, pk in zip(range(size), ids, strict=True)
-    ]
+    records = [_record(rng, team, user_id, now, pk) for pk in ids]
     pairs = _jobs_and_results(rng, records, submissions)
     answers = []
     if searches:
@@ -117,7 +114,8 @@ def _chunk(rng, team, size, *, offset, searches) -> dict:
     return {"records": size, "answers": len(answers)}
 
 
-def _record(rng, team, user_id, now, n, pk) -> Record:
+def _record(rng, team, user_id, now, pk) -> Record:
+    # Named after the id, so a second run into the same team adds new `_id`s.
     category = rng.choice(CATEGORIES)
     price = Decimal(rng.randrange(500, 50_000)) / 100 if rng.random() < 0.9 else None
     created = now - timedelta(seconds=rng.randrange(0, 365 * 86400))
@@ -127,8 +125,8 @@ def _record(rng, team, user_id, now, n, pk) -> Record:
         created_by_id=user_id,
         created_at=created,
         updated_at=created,
-        ximilar_id=f"demo-{team.pk}-{n:07d}",
-        image_url=f"https://images.example.com/{team.pk}/{n}.jpg",
+        ximilar_id=f"demo-{team.pk}-{pk:07d}",
+        image_url=f"https://images.example.com/{team.pk}/{pk}.jpg",
         product_id=f"SKU-{rng.randrange(1, 200_000):06d}",
         category=category,
         price=price,
