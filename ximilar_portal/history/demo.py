@@ -30,7 +30,7 @@ from ximilar_portal.submissions.models import (
 )
 
 from .models import RecordSummary, SummaryLabel, SyncMark
-from .rows import ids_reserve, rows_write, sequences_reset
+from .rows import ids_reserve, rows_write, sequences_reset, statistics_refresh
 from .services import summary_build
 
 LABELS = "dress shirt jeans jacket shoe sneaker bag watch chair sofa lamp table rug".split()  # noqa: SIM905
@@ -72,6 +72,7 @@ def demo_data_generate(*, teams=3, records=10_000, answers=0, seed=7, chunk=20_0
     for target in targets:
         _mark_synced(target)
     sequences_reset(WRITTEN)
+    statistics_refresh(WRITTEN + [RecordSummary])
     return made
 
 

@@ -57,6 +57,18 @@ def sequences_reset(models_) -> None:
             cursor.execute(sql)
 
 
+def statistics_refresh(models_) -> None:
+    """ANALYZE on PostgreSQL, as autovacuum would do a while after a bulk load:
+    until then the planner believes the tables are empty and picks the status
+    index over the date index for the history page (180 ms instead of 9 ms at
+    1M). SQLite is left as Django leaves it, without statistics."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for model in models_:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+
+
 def _converter(field):
     """How a value is written, or None when it goes as it is."""
     ops = connection.ops
