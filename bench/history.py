@@ -1,15 +1,22 @@
-"""History benchmark (not a test): generate demo data, then time the history
+"""History benchmark (not a test): generate demo data (records with results
+and search answers, a tenth as many answers as records), then time the history
 page (first page and a deep page, three filters combined), the record page,
-the same filter in Django's admin changelist, and a CSV export.
+the same filter in Django's admin changelist, what each visit spends syncing
+summaries, and a background CSV export of the first team's whole history
+(`export_run`, in its own process: rows per second and its peak RSS).
 
     .venv/bin/python bench/history.py                       # SQLite, 200k records
-    .venv/bin/python bench/history.py --records 1000000     # the 1M run (takes long)
+    .venv/bin/python bench/history.py --records 1000000     # the 1M run (~10 min to generate)
+    .venv/bin/python bench/history.py --reuse               # measure again, same data
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_history_bench \\
-        .venv/bin/python bench/history.py
+        VAR_DIR=/tmp/history-bench-pg .venv/bin/python bench/history.py --records 1000000
 
-It uses its own VAR_DIR (/tmp/history-bench unless set) and a fresh database.
-The last line is `name: value`.
-"""
+It uses its own VAR_DIR (/tmp/history-bench unless set) and, unless --reuse, a
+fresh database (SQLite: the file is deleted; PostgreSQL: the public schema is
+dropped and created again). To export a million rows through the team-scoped
+path, first add records to the first team:
+`manage.py generate_demo_data --team 1 --records 665000`, then `--reuse --export-only`.
+The last line is `name: value`."""
 
 import argparse
 import base64
@@ -19,6 +26,7 @@ import re
 import resource
 import secrets
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -79,27 +87,69 @@ def deep_cursor(client, pages):
     return after
 
 
-def export_rate(team):
-    from ximilar_portal.history.exports import csv_stream
-    from ximilar_portal.history.selectors import ordered, summaries_filtered
+def export_rate(team, user):
+    """A background CSV export of the team's whole history through the real
+    path (`services.export_run`, as the Celery task runs it), in a fresh
+    process so its peak RSS is the export's own, not this one's."""
+    from ximilar_portal.history.models import Export
 
-    qs = ordered(summaries_filtered(team=team, filters={}), "newest")
-    started, rows = time.perf_counter(), -1
-    for piece in csv_stream(qs):
-        rows += piece.count("\n")
-    seconds = time.perf_counter() - started
+    export = Export.objects.create(team=team, created_by=user, format="csv", query="")
+    connection.close()
+    child = subprocess.run(
+        [sys.executable, __file__, "--export-child", str(export.pk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds, peak_mb = map(float, child.stdout.split())
+    export.refresh_from_db()
+    assert export.state == "done", export.error_message
+    return export.rows, export.rows / seconds, peak_mb
+
+
+def export_report(team, user):
+    exported, rate, peak = export_rate(team, user)
+    print(f"csv export (export_run): {exported} rows at {rate:,.0f} rows/s, peak RSS {peak:.0f} MB")
+    return rate
+
+
+def export_child(export_id):
+    from ximilar_portal.history.services import export_run
+
+    started = time.perf_counter()
+    export_run(export_id=export_id)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return rows, rows / seconds, peak_mb
+    print(f"{time.perf_counter() - started:.3f} {peak_mb:.1f}")
+
+
+def sync_cost(team, n):
+    """What each history visit spends bringing summaries up to date, and what
+    the periodic task spends on one team (every pending summary re-checked)."""
+    from ximilar_portal.history.services import summary_sync
+
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        summary_sync(team=team)
+        times.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    summary_sync(team=team, pending=True)
+    return statistics.median(times), max(times), (time.perf_counter() - started) * 1000
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--teams", type=int, default=3)
+    parser.add_argument("--answers", type=int, help="search answers (default: records / 10)")
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--deep", type=int, default=40, help="pages to walk for the deep page")
     parser.add_argument("--reuse", action="store_true", help="keep the existing data")
+    parser.add_argument("--export-only", action="store_true", help="only the CSV export")
+    parser.add_argument("--export-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.export_child:
+        return export_child(args.export_child)
 
     from ximilar_portal.accounts.models import Membership
     from ximilar_portal.history.models import RecordSummary
@@ -108,8 +158,16 @@ def main():
     if not args.reuse:
         fresh_database()
         started = time.perf_counter()
-        call_command("generate_demo_data", records=args.records, teams=args.teams, verbosity=0)
-        print(f"generate: {args.records} records in {time.perf_counter() - started:.1f} s")
+        answers = args.records // 10 if args.answers is None else args.answers
+        call_command(
+            "generate_demo_data",
+            records=args.records,
+            answers=answers,
+            teams=args.teams,
+            verbosity=0,
+        )
+        seconds = time.perf_counter() - started
+        print(f"generate: {args.records} records, {answers} answers in {seconds:.1f} s")
     membership = Membership.objects.select_related("team", "user").order_by("pk").first()
     user, team = membership.user, membership.team
     user.is_staff = user.is_superuser = True
@@ -118,6 +176,10 @@ def main():
     client.force_login(user)
     rows = RecordSummary.objects.filter(team=team).count()
     print(f"database: {connection.vendor}; team rows: {rows}; filter: {FILTER}")
+    if args.export_only:
+        rate = export_report(team, user)
+        print(f"export_rows_per_s: {rate:.0f}")
+        return None
 
     first = timed(client, "/history/", FILTER, args.requests)
     cursor = deep_cursor(client, args.deep)
@@ -132,11 +194,17 @@ def main():
         ("admin changelist", admin),
     ]:
         print(f"{name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
-    ratio = admin[0] / max(first[0], deep[0])
-    print(f"admin / history (p50): {ratio:.1f}x")
-    exported, rate, peak = export_rate(team)
-    print(f"csv export: {exported} rows at {rate:,.0f} rows/s, peak RSS {peak:.0f} MB")
-    print(f"history_p95_ms: {max(first[1], deep[1]):.1f}")
+    slowest = max(first[0], deep[0]), max(first[1], deep[1])
+    ratios = admin[0] / slowest[0], admin[1] / slowest[1]
+    print(
+        f"admin / history (slowest of first and deep page): "
+        f"p50 {ratios[0]:.1f}x, p95 {ratios[1]:.1f}x"
+    )
+    sync = sync_cost(team, args.requests)
+    print(f"summary_sync per visit: p50 {sync[0]:.1f} ms, max {sync[1]:.1f} ms")
+    print(f"history.sync pending pass, one team: {sync[2]:.0f} ms")
+    export_report(team, user)
+    print(f"history_p95_ms: {slowest[1]:.1f}")
 
 
 if __name__ == "__main__":

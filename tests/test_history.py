@@ -333,6 +333,18 @@ def test_it_preselects_the_record_and_visual_search_on_the_submit_page(searched,
     assert page.context["form"]["service"].value() == "similarity_search"
 
 
+def test_search_again_preselects_the_collection_it_searched(searched, owner, outsider):
+    collection = searched["collection"]
+    client = client_for(owner)
+    params = {"record": searched["mine"].pk, "service": "similarity_search"}
+    page = client.get(reverse("submissions:new"), {**params, "collection": collection.pk})
+    assert page.context["form"]["collection"].value() == collection.pk
+    assert f'<option value="{collection.pk}" selected>' in page.content.decode()
+    theirs = Collection.objects.create(team=outsider.memberships.get().team, name="x")
+    page = client.get(reverse("submissions:new"), {**params, "collection": theirs.pk})
+    assert page.context["form"]["collection"].value() is None
+
+
 def test_it_hides_search_links_from_viewers(searched, viewer):
     html = client_for(viewer).get(reverse("history:record", args=[searched["query"].pk]))
     assert "mine-2" in html.content.decode()
@@ -384,3 +396,39 @@ def test_it_counts_a_long_view_only_when_asked(data, team, owner):
     assert "count=1" not in counted.context["query"]
     one = history(client, product_id=RecordSummary.objects.filter(team=team).first().product_id)
     assert one.context["count"][0] == len(one.context["page"]["rows"]) >= 1
+
+
+def test_each_card_shows_its_summary(data, team, owner):
+    page = history(client_for(owner), status="done", sort="prob_desc")
+    html = page.content.decode()
+    best = page.context["page"]["rows"][0]
+    card = html[html.index(f'data-record="{best.record_id}"') :]
+    card = card[: card.index("</li>")]
+    assert f'href="/history/records/{best.record_id}/"' in card
+    assert f"<strong>{best.best_label}</strong>" in card
+    assert f'<span class="muted">{best.best_prob:.2f}</span>' in card
+    for tag in best.top_tags[:3]:
+        assert f'<span class="chip">{tag["name"]}</span>' in card
+    assert '<span class="badge state-done">Done</span>' in card
+    for service in best.service_list:
+        assert f'<span class="badge h-service">{service}</span>' in card
+    unsent = history(client_for(owner), status="none").content.decode()
+    assert '<span class="badge">Not sent</span>' in unsent
+
+
+def test_the_periodic_sync_catches_every_job_moved_without_a_refresh(data, team, monkeypatch):
+    from ximilar_portal.history import services
+    from ximilar_portal.history.tasks import sync
+
+    monkeypatch.setattr(services, "CHUNK", 4)  # several chunks of pending records
+    pending = RecordSummary.objects.filter(team=team, status__in=["waiting", "blocked"])
+    ids = list(pending.values_list("record_id", flat=True))
+    assert len(ids) > 8
+    RecordJob.objects.filter(record_id__in=ids).update(state="failed", error_message="gone")
+    services.summary_sync(team=team)  # a visit: only what is newer than the mark
+    assert pending.count() == len(ids)
+    sync()  # what celery beat runs every HISTORY_SYNC_SECONDS
+    assert not pending.exists()
+    assert set(
+        RecordSummary.objects.filter(record_id__in=ids).values_list("status", flat=True)
+    ) == {"failed"}

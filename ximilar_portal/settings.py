@@ -264,10 +264,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_SWEEP_SECONDS = env_float("CELERY_SWEEP_SECONDS", 15.0)
+HISTORY_SYNC_SECONDS = env_float("HISTORY_SYNC_SECONDS", 30.0)
 # The queue tasks go to and workers read (separate deployments, or tests, on one broker).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "submissions.sweep", "schedule": CELERY_SWEEP_SECONDS},
+    # Summaries of jobs moved without a refresh call (see history.services).
+    "history-sync": {"task": "history.sync", "schedule": HISTORY_SYNC_SECONDS},
 }
 
 # --- E-mail and security ---------------------------------------------------------

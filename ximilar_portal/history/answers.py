@@ -5,12 +5,10 @@ ids are asked for."""
 
 from urllib.parse import urlencode
 
-from django.db import transaction
 from django.urls import reverse
 
-from ximilar_portal.records.models import Record
 from ximilar_portal.submissions.calls import SEARCH
-from ximilar_portal.submissions.models import RecordJob, Result, SearchAnswer, Submission
+from ximilar_portal.submissions.models import SearchAnswer
 
 SEARCHES_SHOWN = 20  # newest visual searches of one record on its page
 
@@ -105,54 +103,3 @@ def more_like_this_url(record_pk, collection_id=None) -> str:
     if collection_id:
         params["collection"] = collection_id
     return reverse("submissions:new") + "?" + urlencode(params)
-
-
-def demo_answers_create(*, rng, teams, count) -> int:
-    """About `count` search answers spread over the teams: visual searches of
-    random records whose answers are other records of the same team (5 each)."""
-    per_team, made = max(1, count // max(1, len(teams))), 0
-    for team in teams:
-        made += _demo_team_answers(rng, team, per_team)
-    return made
-
-
-def _demo_team_answers(rng, team, count, k=5) -> int:
-    ids = list(
-        Record.objects.filter(team=team).order_by("-pk").values_list("pk", "ximilar_id")[:20_000]
-    )
-    if len(ids) <= k:
-        return 0
-    with transaction.atomic():
-        submission = Submission.objects.create(team=team, service=SEARCH, options={"k": k})
-        queries = rng.sample(ids, min(len(ids), max(1, count // k)))
-        jobs = RecordJob.objects.bulk_create(
-            [
-                RecordJob(submission=submission, record_id=pk, team=team, state="done")
-                for pk, _ in queries
-            ],
-            batch_size=2000,
-        )
-        results = Result.objects.bulk_create(
-            [
-                Result(job=job, record_id=job.record_id, team=team, service=SEARCH, raw={})
-                for job in jobs
-            ],
-            batch_size=2000,
-        )
-        answers = []
-        for result in results:
-            for rank, (pk, ximilar_id) in enumerate(rng.sample(ids, k), start=1):
-                answers.append(
-                    SearchAnswer(
-                        team=team,
-                        result=result,
-                        query_record_id=result.record_id,
-                        rank=rank,
-                        answer_id=ximilar_id,
-                        distance=round(rank * 0.1 + rng.random() * 0.1, 4),
-                        fields={"_id": ximilar_id},
-                        record_id=pk,
-                    )
-                )
-        SearchAnswer.objects.bulk_create(answers, batch_size=5000)
-    return len(answers)

@@ -4,9 +4,11 @@ exports.
 `summary_refresh(record_ids=...)` is the hook for the other apps: call it after
 anything that changes what a record's history shows (a record saved with
 `.update()` or `bulk_create`, a job whose state moved). Records and results
-saved with `.save()`/`.create()` are refreshed by signals, and `summary_sync`
-picks up, on each visit, records and jobs newer than it has seen plus records
-still waiting, so a missed call delays the history, it never loses anything.
+saved with `.save()`/`.create()` are refreshed by signals; `summary_sync` picks
+up, on each visit, records, jobs and results newer than it has seen, and the
+periodic `history.sync` task also every record still shown as waiting or
+blocked whose job moved on: a missed call delays the history, it never loses
+anything.
 """
 
 import logging
@@ -40,7 +42,6 @@ log = logging.getLogger(__name__)
 CHUNK = 500
 TOP_TAGS = 5
 TOP_COLORS = 6
-SYNC_PENDING_LIMIT = 200
 JOB_STATUS = {
     "queued": Status.WAITING,
     "sending": Status.WAITING,
@@ -194,9 +195,11 @@ def _bars(values) -> str:
     return "|" + "|".join(cleaned) + "|" if cleaned else ""
 
 
-def summary_sync(*, team) -> int:
+def summary_sync(*, team, pending=False) -> int:
     """Summarise what changed without a refresh call: records, jobs and results
-    newer than this team's mark, and records still waiting or blocked."""
+    newer than this team's mark (cheap: an index range past the mark, so each
+    history visit does it) and, with `pending`, every record still shown as
+    waiting or blocked whose jobs moved on (the periodic `history.sync` task)."""
     mark, _ = SyncMark.objects.get_or_create(team=team)
     new_records = Record.objects.filter(team=team, pk__gt=mark.last_record_id)
     new_jobs = RecordJob.objects.filter(team=team, pk__gt=mark.last_job_id)
@@ -206,7 +209,7 @@ def summary_sync(*, team) -> int:
         "last_job_id": new_jobs.aggregate(m=Max("pk"))["m"],
         "last_result_id": new_results.aggregate(m=Max("pk"))["m"],
     }
-    ids = _pending_moved(team)
+    ids = _pending_moved(team) if pending else set()
     if marks["last_record_id"]:
         ids |= set(new_records.values_list("pk", flat=True))
     if marks["last_job_id"]:
@@ -220,21 +223,35 @@ def summary_sync(*, team) -> int:
     return len(ids)
 
 
+def summaries_sync_all() -> int:
+    """Every team's summaries up to date, pending ones included: what the
+    periodic task runs, so a job moved with `.update()` and no refresh call
+    shows within `HISTORY_SYNC_SECONDS` even if nobody opens the history."""
+    from ximilar_portal.accounts.models import Team
+
+    count = sum(summary_sync(team=team, pending=True) for team in Team.objects.order_by("pk"))
+    log.info("history.synced records=%s", count)
+    return count
+
+
 def _pending_moved(team) -> set[int]:
-    """Records shown as waiting or blocked whose latest job has moved on since
-    (the engine changes job states with `.update()`, which sends no signal)."""
-    pending = dict(
-        RecordSummary.objects.filter(team=team, status__in=[Status.WAITING, Status.BLOCKED])
-        .order_by("-record_id")
-        .values_list("record_id", "status")[:SYNC_PENDING_LIMIT]
-    )
-    if not pending:
-        return set()
-    latest = {}
-    jobs = RecordJob.objects.filter(record_id__in=list(pending)).order_by("id")
-    for record_id, state in jobs.values_list("record_id", "state"):
-        latest[record_id] = JOB_STATUS.get(state, Status.WAITING)
-    return {pk for pk, status in pending.items() if latest.get(pk) != status}
+    """All records shown as waiting or blocked whose latest job has moved on
+    since (the engine changes job states with `.update()`, which sends no
+    signal), read in keyset chunks of the summary's status index."""
+    pending = RecordSummary.objects.filter(team=team, status__in=[Status.WAITING, Status.BLOCKED])
+    moved, after = set(), 0
+    while chunk := dict(
+        pending.filter(record_id__gt=after)
+        .order_by("record_id")
+        .values_list("record_id", "status")[:CHUNK]
+    ):
+        latest = {}
+        jobs = RecordJob.objects.filter(record_id__in=list(chunk)).order_by("id")
+        for record_id, state in jobs.values_list("record_id", "state"):
+            latest[record_id] = JOB_STATUS.get(state, Status.WAITING)
+        moved |= {pk for pk, status in chunk.items() if latest.get(pk) != status}
+        after = max(chunk)
+    return moved
 
 
 def summary_rebuild(*, team=None) -> int:

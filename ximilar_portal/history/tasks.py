@@ -6,3 +6,8 @@ from . import services
 @shared_task(name="history.run_export", acks_late=True, max_retries=0)
 def run_export(export_id: int) -> None:
     services.export_run(export_id=export_id)
+
+
+@shared_task(name="history.sync")
+def sync() -> None:
+    services.summaries_sync_all()

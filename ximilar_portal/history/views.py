@@ -36,7 +36,7 @@ def history_list(request):
             after=request.GET.get("after", ""),
             before=request.GET.get("before", ""),
         )
-        pages.with_urls(page["rows"])
+        pages.for_cards(page["rows"])
         context["page"] = page
         context["count"] = _count(request, view["qs"], page)
     return render(request, "history/list.html", context)

@@ -58,6 +58,17 @@ def _selection(request):
     return records, [("record", pk) for pk in records.values_list("pk", flat=True)], "selection"
 
 
+def _initial(request) -> dict:
+    """The service, and the collection when a link names one of the team's
+    ("Search again from this answer" names the collection it searched)."""
+    initial = {"service": request.GET.get("service", "generic_tags")}
+    wanted = request.GET.get("collection", "")
+    collections = selectors.collections_for_team(team=request.team)
+    if wanted.isdigit() and collections.filter(pk=int(wanted)).exists():
+        initial["collection"] = int(wanted)
+    return initial
+
+
 @team_view(write=True)
 @require_http_methods(["GET", "POST"])
 def submission_new(request):
@@ -66,7 +77,7 @@ def submission_new(request):
     form = SubmitForm(
         request.POST if request.method == "POST" else None,
         team=request.team,
-        initial={"service": request.GET.get("service", "generic_tags")},
+        initial=_initial(request),
     )
     if request.method == "POST" and count and form.is_valid():
         if response := _no_token(request):
