@@ -66,6 +66,17 @@ def test_a_failed_record_fails_alone(sandbox, enqueued, owner, team, records):
     assert submission.jobs.filter(state=JobState.DONE).count() == 2
 
 
+def test_the_history_shows_each_outcome_without_a_visit(sandbox, enqueued, owner, team, records):
+    from ximilar_portal.history.models import RecordSummary
+
+    sandbox.faults.fail_record_ids = {"r1"}
+    submission = submit(team, owner, records)
+    services.submission_process(submission_id=submission.pk)
+    status = dict(RecordSummary.objects.values_list("ximilar_id", "status"))
+    assert status == {"r0": "done", "r1": "failed", "r2": "done"}
+    assert submission.jobs.filter(state=JobState.DONE).count() == 2
+
+
 def test_a_429_waits_at_least_retry_after(sandbox, enqueued, owner, team, records):
     sandbox.faults.status_code = 429
     sandbox.faults.retry_after = "30"

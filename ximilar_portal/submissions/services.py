@@ -175,7 +175,9 @@ def _process_one_batch(submission_id: int, progress: _Progress) -> bool:
     if not jobs:
         _wake_up_for_retries(submission)
         return False
-    progress.add(batch_send(submission=submission, claim_id=claim_id, jobs=jobs))
+    batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
+    # Done, failed or waiting for a retry: the history shows which.
+    progress.add(job.record_id for job in jobs)
     return True
 
 
@@ -193,9 +195,8 @@ def _wake_up_for_retries(submission) -> None:
         submission_enqueue(submission.pk, countdown=min(max(wait, 0.1), 60))
 
 
-def batch_send(*, submission, claim_id, jobs) -> list[int]:
-    """Send one claimed batch and settle every row of it; returns the records
-    that got a result (for the history)."""
+def batch_send(*, submission, claim_id, jobs) -> None:
+    """Send one claimed batch and settle every row of it."""
     team_id = submission.team_id
     try:
         client = accounts.client_for_team(team_id=team_id, session=_session())
@@ -206,10 +207,10 @@ def batch_send(*, submission, claim_id, jobs) -> list[int]:
             else ("token: cannot be decrypted with the configured keys")
         )
         accounts.team_block(team_id=team_id, reason=reason)
-        return []
+        return
     payload, jobs = _payload(jobs, submission.service, claim_id)
     if not jobs or not _may_send_now(submission, claim_id, jobs):
-        return []
+        return
     try:
         reply = call_service(
             client, submission.service, submission.options, payload, submission.collection
@@ -227,8 +228,7 @@ def batch_send(*, submission, claim_id, jobs) -> list[int]:
         jobs_fail(jobs=jobs, claim_id=claim_id, error_class="permanent", message=error.message)
     else:
         accounts.credential_mark_used(team_id=team_id)
-        return results_store(submission=submission, claim_id=claim_id, jobs=jobs, reply=reply)
-    return []
+        results_store(submission=submission, claim_id=claim_id, jobs=jobs, reply=reply)
 
 
 def _may_send_now(submission, claim_id, jobs) -> bool:
@@ -301,9 +301,8 @@ def _read_image(record) -> bytes | None:
 # --- Outcomes -------------------------------------------------------------------
 
 
-def results_store(*, submission, claim_id, jobs, reply) -> list[int]:
-    """One outcome per row; returns the records whose result was stored."""
-    done, stored = [], []
+def results_store(*, submission, claim_id, jobs, reply) -> None:
+    done = []
     for job, outcome in zip(jobs, reply.outcomes, strict=False):
         if outcome.ok:
             done.append((job, outcome))
@@ -311,11 +310,10 @@ def results_store(*, submission, claim_id, jobs, reply) -> list[int]:
             message = f"Ximilar could not process this record: {outcome.text} ({outcome.code})"
             jobs_fail(jobs=[job], claim_id=claim_id, error_class="record", message=message)
     if done:
-        stored = jobs_done(submission=submission, claim_id=claim_id, done=done, reply=reply)
+        jobs_done(submission=submission, claim_id=claim_id, done=done, reply=reply)
     missing = jobs[len(reply.outcomes) :]
     if missing:
         jobs_retry(jobs=missing, claim_id=claim_id, error=ximilar.TransientError("reply too short"))
-    return stored
 
 
 def jobs_done(*, submission, claim_id, done, reply) -> list[int]:
@@ -324,7 +322,7 @@ def jobs_done(*, submission, claim_id, done, reply) -> list[int]:
     transaction. The new result becomes the record's current one for the
     service. Two submissions finishing the same record at the same moment
     collide on the one-current constraint: the loser tries again. Returns the
-    records that got their result; the caller tells the history."""
+    records that got their result."""
     for attempt in range(3):
         try:
             return _jobs_done_once(submission, claim_id, done, reply)
