@@ -1,8 +1,9 @@
 """The history in a real browser (Debian's Chromium driven by Playwright) against
 the live server, a real Celery worker and the sandbox: sign up, upload, send to
 tagging, watch the progress bar finish, filter by label and probability, open a
-record, export the view and compare the file with the page. Screenshots of the
-key pages go to artifacts/screenshots/."""
+record, export the view and compare the file with the page; insert into a
+collection, search it, and open an answer. Screenshots of the key pages go to
+artifacts/screenshots/."""
 
 import csv
 import io
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ximilar_portal.history.models import RecordSummary, SummaryLabel
-from ximilar_portal.submissions.models import Result
+from ximilar_portal.records.models import Record
+from ximilar_portal.submissions.models import Result, SearchAnswer
 
 from .conftest import PASSWORD, SANDBOX_TOKEN, jpeg_bytes, wait_for
 
@@ -88,11 +90,23 @@ def send_to_tagging(page):
     page.select_option("#id_service", "generic_tags")
     page.click(".submit-form button[type=submit]")
     page.click("#status a")  # the submission's own page, with its progress bar
+    wait_for_progress(page)
+
+
+def wait_for_progress(page):
     page.wait_for_function(
         "() => { const p = document.querySelector('progress');"
         " return p && p.max > 0 && p.value === p.max; }",
         timeout=60_000,
     )
+
+
+def send_to_collection(page, base, service, query):
+    page.goto(f"{base}/submissions/new/?{query}")
+    page.select_option("#id_service", service)
+    page.select_option("#id_collection", label="Catalogue")
+    page.click(".submit-form button[type=submit]")
+    wait_for_progress(page)
 
 
 def test_it_finds_filters_opens_and_exports_in_a_browser(page, live_server, sandbox, celery_worker):
@@ -147,3 +161,33 @@ def test_it_finds_filters_opens_and_exports_in_a_browser(page, live_server, sand
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base + "/history/")
     shot(page, "history-phone")
+
+
+def test_it_searches_a_collection_and_opens_an_answer_in_a_browser(
+    page, live_server, sandbox, celery_worker
+):
+    base = live_server.url
+    sign_up(page, base)
+    for n, color in enumerate([(200, 30, 30), (210, 40, 35), (30, 60, 210)]):
+        upload(page, base, n, color)
+    page.goto(base + "/collections/new/")
+    page.fill("#id_name", "Catalogue")
+    page.fill("#id_collection_id", "catalogue-1")
+    page.click("main form button.primary")
+    send_to_collection(page, base, "similarity_insert", "all=1")
+    query = Record.objects.get(product_id="sku-0")
+    send_to_collection(page, base, "similarity_search", f"record={query.pk}")
+    shot(page, "search-progress")
+
+    answers = SearchAnswer.objects.filter(query_record=query).order_by("rank")
+    wait_for(lambda: answers.count() == 3, message="three answers stored")
+    page.goto(f"{base}/history/records/{query.pk}/")
+    assert page.locator(".h-answer").count() == 3
+    shot(page, "history-search-answers")
+    # The nearest answer that is another of the team's records opens its page.
+    nearest = answers.exclude(record=query).first()
+    assert nearest.record.product_id == "sku-1"  # the other red one
+    assert nearest.distance < answers.get(record__product_id="sku-2").distance
+    page.click(f".h-answer a.mono[href='/history/records/{nearest.record_id}/']")
+    page.wait_for_url(re.compile(rf"/history/records/{nearest.record_id}/$"))
+    assert nearest.record.ximilar_id in page.locator("main").inner_text()
