@@ -225,9 +225,9 @@ def credential_mark_used(*, team_id: int, error: str = "") -> None:
     now = timezone.now()
     rows = Credential.objects.filter(team_id=team_id)
     if not error:
-        seen = rows.values_list("last_used_at", "last_error").first()
-        if seen and not seen[1] and seen[0] and now - seen[0] < LAST_USED_RESOLUTION:
-            return
+        fresh = rows.filter(last_error="", last_used_at__gt=now - LAST_USED_RESOLUTION)
+        if fresh.exists():
+            return  # a read: no write lock taken
     rows.update(last_used_at=now, last_error=error[:300])
 
 

@@ -134,9 +134,10 @@ class _Progress:
             self.report()
 
     def report(self) -> None:
+        if not self.record_ids:
+            return  # nothing was sent: nothing moved
         Submission.objects.filter(pk=self.submission_id).update(last_progress_at=timezone.now())
-        if self.record_ids:
-            _history_refresh(self.record_ids)
+        _history_refresh(self.record_ids)
         self.record_ids, self.reported_at = [], time.monotonic()
 
 
@@ -316,24 +317,23 @@ def results_store(*, submission, claim_id, jobs, reply) -> None:
         jobs_retry(jobs=missing, claim_id=claim_id, error=ximilar.TransientError("reply too short"))
 
 
-def jobs_done(*, submission, claim_id, done, reply) -> list[int]:
+def jobs_done(*, submission, claim_id, done, reply) -> None:
     """Exactly one result per job: only rows still ours (same claim, still
     sending) get a result, and the state change and the result are one
     transaction. The new result becomes the record's current one for the
     service. Two submissions finishing the same record at the same moment
-    collide on the one-current constraint: the loser tries again. Returns the
-    records that got their result."""
+    collide on the one-current constraint: the loser tries again."""
     for attempt in range(3):
         try:
-            return _jobs_done_once(submission, claim_id, done, reply)
+            _jobs_done_once(submission, claim_id, done, reply)
+            return
         except IntegrityError:
             if attempt == 2:
                 raise
-    return []
 
 
 @transaction.atomic
-def _jobs_done_once(submission, claim_id, done, reply) -> list[int]:
+def _jobs_done_once(submission, claim_id, done, reply) -> None:
     now = timezone.now()
     ids = [job.pk for job, _ in done]
     # The compare-and-set itself says which rows are ours: all of them, as a
@@ -350,7 +350,7 @@ def _jobs_done_once(submission, claim_id, done, reply) -> list[int]:
         log.warning("submission.result_dropped jobs=%s (claim lost)", sorted(set(ids) - ours))
         done = [(job, outcome) for job, outcome in done if job.pk in ours]
     if not done:
-        return []
+        return
     record_ids = [job.record_id for job, _ in done]
     Result.objects.filter(
         record_id__in=record_ids, service=submission.service, is_current=True
@@ -359,7 +359,6 @@ def _jobs_done_once(submission, claim_id, done, reply) -> list[int]:
         [_result(submission, job, outcome, reply) for job, outcome in done]
     )
     _answers_store(submission, done, results)
-    return record_ids
 
 
 def _result(submission, job, outcome, reply) -> Result:
