@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -219,16 +220,27 @@ def credential_is_readable(*, credential: Credential) -> bool:
 # A token in steady use has its "last used" time moved at most this often:
 # once per batch was a write that every worker queued for.
 LAST_USED_RESOLUTION = timedelta(seconds=10)
+LAST_USED_SECONDS = LAST_USED_RESOLUTION.total_seconds()
+
+
+# Per process: when it last knew each team's mark to be fresh, so a steady
+# stream of batches asks the database about the mark once per resolution.
+_fresh_at: dict[int, float] = {}
 
 
 def credential_mark_used(*, team_id: int, error: str = "") -> None:
+    since_fresh = time.monotonic() - _fresh_at.get(team_id, float("-inf"))
+    if not error and since_fresh < LAST_USED_SECONDS:
+        return
     now = timezone.now()
     rows = Credential.objects.filter(team_id=team_id)
-    if not error:
-        fresh = rows.filter(last_error="", last_used_at__gt=now - LAST_USED_RESOLUTION)
-        if fresh.exists():
-            return  # a read: no write lock taken
-    rows.update(last_used_at=now, last_error=error[:300])
+    fresh = rows.filter(last_error="", last_used_at__gt=now - LAST_USED_RESOLUTION)
+    if error or not fresh.exists():  # the check is a read: no write lock taken
+        rows.update(last_used_at=now, last_error=error[:300])
+    if error:
+        _fresh_at.pop(team_id, None)
+    else:
+        _fresh_at[team_id] = time.monotonic()
 
 
 def team_block(*, team_id: int, reason: str) -> None:

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ximilar_portal.accounts.models import Membership, Role, Team, User
+from ximilar_portal.lib.rows import ids_reserve, rows_write, sequences_reset, statistics_refresh
 from ximilar_portal.records.models import Record
 from ximilar_portal.submissions.calls import SEARCH
 from ximilar_portal.submissions.models import (
@@ -30,7 +31,6 @@ from ximilar_portal.submissions.models import (
 )
 
 from .models import RecordSummary, SummaryLabel, SyncMark
-from .rows import ids_reserve, rows_write, sequences_reset, statistics_refresh
 from .services import summary_build
 
 LABELS = "dress shirt jeans jacket shoe sneaker bag watch chair sofa lamp table rug".split()  # noqa: SIM905

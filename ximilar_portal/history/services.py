@@ -16,12 +16,13 @@ import tempfile
 from collections import defaultdict
 
 from django.core.files import File
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.http import QueryDict
 from django.utils import timezone
 
 from ximilar_portal.audit.services import audit_record
+from ximilar_portal.lib.rows import rows_insert, rows_upsert
 from ximilar_portal.records.models import Record
 from ximilar_portal.submissions.models import RecordJob, Result
 
@@ -50,9 +51,8 @@ JOB_STATUS = {
     "blocked": Status.BLOCKED,
     "cancelled": Status.CANCELLED,
 }
-SUMMARY_FIELDS = [
-    f.name for f in RecordSummary._meta.concrete_fields if f.name not in ("record", "refreshed_at")
-]
+# What a refresh rewrites of an existing summary: everything but its key.
+SUMMARY_FIELDS = [f.name for f in RecordSummary._meta.concrete_fields if f.name != "record"]
 
 
 def summary_refresh(*, record_ids) -> int:
@@ -82,25 +82,11 @@ def _refresh_chunk(ids) -> None:
         RecordSummary.objects.filter(record_id__in=ids).exclude(
             record_id__in=[r.pk for r in records]
         ).delete()
-        RecordSummary.objects.bulk_create(
-            [summary for summary, _ in built],
-            update_conflicts=True,
-            unique_fields=["record"],
-            update_fields=SUMMARY_FIELDS,
+        rows_upsert(
+            RecordSummary, [summary for summary, _ in built], unique="record", update=SUMMARY_FIELDS
         )
         SummaryLabel.objects.filter(summary_id__in=ids).delete()
-        _labels_insert([label for _, labels in built for label in labels])
-
-
-def _labels_insert(labels) -> None:
-    """A few thousand rows per refresh from the engine: one executemany, which
-    costs a fraction of bulk_create's per-field SQL building."""
-    table = connection.ops.quote_name(SummaryLabel._meta.db_table)  # ours, not input
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} (summary_id, team_id, name, prob) VALUES (%s, %s, %s, %s)",  # noqa: S608
-            [(label.summary_id, label.team_id, label.name, label.prob) for label in labels],
-        )
+        rows_insert(SummaryLabel, [label for _, labels in built for label in labels])
 
 
 def summary_build(record, jobs, results) -> tuple[RecordSummary, list[SummaryLabel]]:

@@ -1,8 +1,8 @@
 """The per-token request rate, shared by every worker on every machine.
 
 The team's TeamQueue row holds the earliest moment the next request may start
-(`next_slot_us`). A worker reserves the next slot with a conditional UPDATE
-(compare-and-set on the value it read) and sleeps until its slot: requests
+(`next_slot_us`). A worker reserves the next slot with one UPDATE ... RETURNING
+(SQLite 3.35+ and PostgreSQL) and sleeps until its slot: requests
 leave at most XIMILAR_RATE_LIMIT per second, spaced evenly, whatever the
 number of workers. It needs nothing but the database, so it works the same on
 SQLite and PostgreSQL, with any broker."""
@@ -10,6 +10,7 @@ SQLite and PostgreSQL, with any broker."""
 import time
 
 from django.conf import settings
+from django.db import connection
 
 from .models import TeamQueue
 
@@ -32,16 +33,33 @@ def slot_reserve(*, team_id: int, rate: float | None = None) -> float:
     if not rate or rate <= 0:
         return 0.0
     interval_us = int(1_000_000 / rate)
-    rows = TeamQueue.objects.filter(team_id=team_id)
     while True:
         now_us = int(time.time() * 1_000_000)
-        current = rows.values_list("next_slot_us", flat=True).first()
-        if current is None:
+        slot = _slot_take(team_id, now_us, interval_us)
+        if slot is not None:
+            return (slot - now_us) / 1_000_000
+        current = TeamQueue.objects.filter(team_id=team_id).values_list("next_slot_us", flat=True)
+        if not current:
             queue_row(team_id)
             continue
-        slot = max(now_us, current)
-        wait = (slot - now_us) / 1_000_000
+        wait = (current[0] - now_us) / 1_000_000
         if wait > MAX_WAIT_SECONDS:
             return -wait
-        if rows.filter(next_slot_us=current).update(next_slot_us=slot + interval_us):
-            return wait
+
+
+def _slot_take(team_id: int, now_us: int, interval_us: int) -> int | None:
+    """One atomic UPDATE, so any number of workers can race for slots without
+    a read-then-write retry loop: the slot is max(now, next free slot), and the
+    next free slot moves on by one interval. None when the team has no row or
+    its next slot is further away than MAX_WAIT_SECONDS."""
+    table = connection.ops.quote_name(TeamQueue._meta.db_table)
+    sql = f"""
+        UPDATE {table}
+        SET next_slot_us = CASE WHEN next_slot_us > %s THEN next_slot_us ELSE %s END + %s
+        WHERE team_id = %s AND next_slot_us <= %s
+        RETURNING next_slot_us"""  # noqa: S608 (the table name is ours)
+    latest_us = now_us + int(MAX_WAIT_SECONDS * 1_000_000)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now_us, now_us, interval_us, team_id, latest_us])
+        row = cursor.fetchone()
+    return None if row is None else row[0] - interval_us

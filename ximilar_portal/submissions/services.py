@@ -24,6 +24,7 @@ from ximilar_portal.accounts import services as accounts
 from ximilar_portal.accounts.models import Credential, Team
 from ximilar_portal.lib import ximilar
 from ximilar_portal.lib.crypto import DecryptionError
+from ximilar_portal.lib.rows import rows_insert
 from ximilar_portal.records.models import Record
 
 from .calls import call_service, records_per_request, requests_needed
@@ -86,19 +87,15 @@ def _ready(now):
 
 
 def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
-    """Compare-and-set: only rows still queued become ours, so two workers never
-    send the same record at once. Retries when another worker won the race."""
+    """Compare-and-set in one UPDATE: only rows still queued become ours, so
+    two workers never send the same record at once. Tries again when another
+    worker took the rows this one picked."""
     for _ in range(5):
         now = timezone.now()
-        ids = list(
-            RecordJob.objects.filter(_ready(now), submission_id=submission_id)
-            .order_by("id")
-            .values_list("id", flat=True)[:limit]
-        )
-        if not ids:
-            return None, []
+        ready = RecordJob.objects.filter(_ready(now), submission_id=submission_id)
+        picked = ready.order_by("id").values("id")[:limit]
         claim_id = uuid.uuid4()
-        claimed = RecordJob.objects.filter(_ready(now), id__in=ids).update(
+        claimed = RecordJob.objects.filter(_ready(now), id__in=picked).update(
             state=JobState.SENDING,
             claim_id=claim_id,
             lease_until=now + timedelta(seconds=settings.XIMILAR_LEASE_SECONDS),
@@ -108,6 +105,8 @@ def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
         if claimed:
             jobs = RecordJob.objects.filter(claim_id=claim_id, state=JobState.SENDING)
             return claim_id, list(jobs.select_related("record").order_by("id"))
+        if not ready.exists():
+            return None, []
     return None, []
 
 
@@ -172,11 +171,15 @@ def _process_one_batch(submission_id: int, progress: _Progress) -> bool:
     if submission.queue_paused:
         return False  # resuming the queue enqueues the team's submissions again
     limit = records_per_request(submission.service)
-    claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
+    # One write transaction for both: SQLite has a single writer, and every
+    # write transaction of every worker thread queues for it.
+    with transaction.atomic():
+        claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
+        slot = _Slot(slot_reserve(team_id=submission.team_id)) if jobs else None
     if not jobs:
         _wake_up_for_retries(submission)
         return False
-    batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
+    batch_send(submission=submission, claim_id=claim_id, jobs=jobs, slot=slot)
     # Done, failed or waiting for a retry: the history shows which.
     progress.add(job.record_id for job in jobs)
     return True
@@ -196,8 +199,20 @@ def _wake_up_for_retries(submission) -> None:
         submission_enqueue(submission.pk, countdown=min(max(wait, 0.1), 60))
 
 
-def batch_send(*, submission, claim_id, jobs) -> None:
-    """Send one claimed batch and settle every row of it."""
+class _Slot:
+    """A reserved rate-limit slot: `wait` seconds from when it was reserved,
+    or, negative, how far off the next one was (nothing reserved)."""
+
+    def __init__(self, wait: float):
+        self.wait, self.due = wait, time.monotonic() + wait
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.due - time.monotonic())
+
+
+def batch_send(*, submission, claim_id, jobs, slot: _Slot | None = None) -> None:
+    """Send one claimed batch (at its rate-limit slot: reserved here unless
+    given) and settle every row of it."""
     team_id = submission.team_id
     try:
         client = accounts.client_for_team(team_id=team_id, session=_session())
@@ -209,8 +224,9 @@ def batch_send(*, submission, claim_id, jobs) -> None:
         )
         accounts.team_block(team_id=team_id, reason=reason)
         return
+    slot = slot or _Slot(slot_reserve(team_id=team_id))
     payload, jobs = _payload(jobs, submission.service, claim_id)
-    if not jobs or not _may_send_now(submission, claim_id, jobs):
+    if not jobs or not _may_send_now(submission, claim_id, jobs, slot):
         return
     try:
         reply = call_service(
@@ -232,17 +248,16 @@ def batch_send(*, submission, claim_id, jobs) -> None:
         results_store(submission=submission, claim_id=claim_id, jobs=jobs, reply=reply)
 
 
-def _may_send_now(submission, claim_id, jobs) -> bool:
-    """Wait for the team's next rate-limit slot. After a wait, look again at
-    the team: a token refused or a queue paused meanwhile means no call is
-    made. With no wait, the look taken when the batch was claimed stands."""
-    wait = slot_reserve(team_id=submission.team_id)
-    if wait < 0:
-        jobs_release(jobs=jobs, claim_id=claim_id, delay=-wait)
+def _may_send_now(submission, claim_id, jobs, slot: _Slot) -> bool:
+    """Wait for the batch's rate-limit slot. After a wait, look again at the
+    team: a token refused or a queue paused meanwhile means no call is made.
+    With no wait, the look taken when the batch was claimed stands."""
+    if slot.wait < 0:
+        jobs_release(jobs=jobs, claim_id=claim_id, delay=-slot.wait)
         return False
-    if wait == 0:
+    if slot.wait == 0:
         return True
-    time.sleep(wait)
+    time.sleep(slot.seconds_left())
     blocked_reason, paused = (
         Team.objects.filter(pk=submission.team_id)
         .values_list("blocked_reason", "teamqueue__paused")
@@ -355,8 +370,8 @@ def _jobs_done_once(submission, claim_id, done, reply) -> None:
     Result.objects.filter(
         record_id__in=record_ids, service=submission.service, is_current=True
     ).update(is_current=False)
-    results = Result.objects.bulk_create(
-        [_result(submission, job, outcome, reply) for job, outcome in done]
+    results = rows_insert(
+        Result, [_result(submission, job, outcome, reply) for job, outcome in done]
     )
     _answers_store(submission, done, results)
 

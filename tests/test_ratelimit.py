@@ -1,0 +1,35 @@
+"""The shared per-token rate limit: slots come from one UPDATE on the team's
+queue row (the two-worker test in test_engine_workers.py checks it over HTTP)."""
+
+import time
+
+import pytest
+
+from ximilar_portal.submissions.models import TeamQueue
+from ximilar_portal.submissions.ratelimit import MAX_WAIT_SECONDS, slot_reserve
+
+pytestmark = pytest.mark.django_db
+
+
+def test_slots_are_spaced_one_interval_apart(team):
+    waits = [slot_reserve(team_id=team.pk, rate=10) for _ in range(5)]
+
+    assert waits[0] < 0.05, "the first request goes at once"
+    steps = [later - earlier for earlier, later in zip(waits, waits[1:], strict=False)]
+    assert all(0.09 < step < 0.11 for step in steps), steps
+
+
+def test_a_slot_too_far_off_is_not_reserved(team):
+    now_us = int(time.time() * 1_000_000)
+    far = now_us + int((MAX_WAIT_SECONDS + 5) * 1_000_000)
+    TeamQueue.objects.update_or_create(team=team, defaults={"next_slot_us": far})
+
+    wait = slot_reserve(team_id=team.pk, rate=10)
+
+    assert wait < -MAX_WAIT_SECONDS, "negative: come back after that long"
+    assert TeamQueue.objects.get(team=team).next_slot_us == far, "nothing reserved"
+
+
+def test_no_limit_means_no_wait_and_no_row(team):
+    assert slot_reserve(team_id=team.pk, rate=0) == 0
+    assert not TeamQueue.objects.filter(team=team).exists()
