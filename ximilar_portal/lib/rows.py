@@ -30,14 +30,7 @@ def ids_reserve(model, count: int) -> range:
 def rows_write(model, objects) -> int:
     """INSERT these unsaved instances as they are (pk included)."""
     fields = model._meta.concrete_fields
-    values = attrgetter(*(f.attname for f in fields))
-    converted = [(i, c) for i, c in enumerate(map(_converter, fields)) if c is not None]
-    rows = []
-    for obj in objects:
-        row = list(values(obj))
-        for i, convert in converted:
-            row[i] = convert(row[i])
-        rows.append(row)
+    rows = _rows(fields, objects, copy=True)
     if not rows:
         return 0
     table, columns = model._meta.db_table, ", ".join(f.column for f in fields)
@@ -84,20 +77,32 @@ def rows_upsert(model, objects, *, unique: str, update: list[str]) -> int:
 
 def _insert_sql(model, fields, objects) -> tuple[str, list]:
     """One multi-row INSERT. Names come from the model, never from input."""
-    values = [_field_value(field) for field in fields]
-    params = [convert(obj) for obj in objects for convert in values]
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    for field in fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            for obj in objects:
+                field.pre_save(obj, add=True)  # sets the attribute, as save() would
+    params = []
+    for row in _rows(fields, objects, copy=False):
+        params.extend(row)
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     columns = ", ".join(_quote(f.column) for f in fields)
     sql = f"INSERT INTO {_quote(model._meta.db_table)} ({columns}) VALUES "  # noqa: S608
-    return sql + ", ".join([row] * len(objects)), params
+    return sql + ", ".join([placeholders] * len(objects)), params
 
 
-def _field_value(field):
-    """obj -> the value to write for `field`, as the ORM would (auto_now included)."""
-    convert = _converter(field, copy=False) or (lambda value: value)
-    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return lambda obj: convert(field.pre_save(obj, add=True))
-    return lambda obj, attname=field.attname: convert(getattr(obj, attname))
+def _rows(fields, objects, *, copy: bool) -> list[list]:
+    """Each object's values in `fields` order, converted as Django stores them:
+    one attrgetter per object, a converter only where a field needs one."""
+    values = attrgetter(*(f.attname for f in fields))
+    converters = [(i, _converter(f, copy)) for i, f in enumerate(fields)]
+    converters = [(i, convert) for i, convert in converters if convert is not None]
+    rows = []
+    for obj in objects:
+        row = list(values(obj)) if len(fields) > 1 else [values(obj)]
+        for i, convert in converters:
+            row[i] = convert(row[i])
+        rows.append(row)
+    return rows
 
 
 def _chunks(objects, columns: int):

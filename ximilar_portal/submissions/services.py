@@ -86,6 +86,22 @@ def _ready(now):
     )
 
 
+# What sending a batch reads of its rows: the job's own bookkeeping, and the
+# record in Ximilar's format (Record.as_ximilar) with its image. Loading the
+# other columns too was a tenth of a worker's time.
+CLAIMED_FIELDS = [
+    "submission_id",
+    "team_id",
+    "attempts",
+    *(
+        f"record__{name}"
+        for name in ("ximilar_id", "image", "image_url", "product_id", "category", "price")
+    ),
+    "record__tags",
+    "record__fields",
+]
+
+
 def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
     """Compare-and-set in one UPDATE: only rows still queued become ours, so
     two workers never send the same record at once. Tries again when another
@@ -104,7 +120,8 @@ def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
         )
         if claimed:
             jobs = RecordJob.objects.filter(claim_id=claim_id, state=JobState.SENDING)
-            return claim_id, list(jobs.select_related("record").order_by("id"))
+            jobs = jobs.select_related("record").only(*CLAIMED_FIELDS).order_by("id")
+            return claim_id, list(jobs)
         if not ready.exists():
             return None, []
     return None, []
