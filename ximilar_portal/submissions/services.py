@@ -103,15 +103,19 @@ CLAIMED_FIELDS = [
 
 
 def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
-    """Compare-and-set in one UPDATE: only rows still queued become ours, so
-    two workers never send the same record at once. Tries again when another
-    worker took the rows this one picked."""
+    """Compare-and-set: only rows still queued become ours, so two workers never
+    send the same record at once. Retries when another worker won the race."""
     for _ in range(5):
         now = timezone.now()
-        ready = RecordJob.objects.filter(_ready(now), submission_id=submission_id)
-        picked = ready.order_by("id").values("id")[:limit]
+        ids = list(
+            RecordJob.objects.filter(_ready(now), submission_id=submission_id)
+            .order_by("id")
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return None, []
         claim_id = uuid.uuid4()
-        claimed = RecordJob.objects.filter(_ready(now), id__in=picked).update(
+        claimed = RecordJob.objects.filter(_ready(now), id__in=ids).update(
             state=JobState.SENDING,
             claim_id=claim_id,
             lease_until=now + timedelta(seconds=settings.XIMILAR_LEASE_SECONDS),
@@ -122,8 +126,6 @@ def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
             jobs = RecordJob.objects.filter(claim_id=claim_id, state=JobState.SENDING)
             jobs = jobs.select_related("record").only(*CLAIMED_FIELDS).order_by("id")
             return claim_id, list(jobs)
-        if not ready.exists():
-            return None, []
     return None, []
 
 
@@ -188,15 +190,11 @@ def _process_one_batch(submission_id: int, progress: _Progress) -> bool:
     if submission.queue_paused:
         return False  # resuming the queue enqueues the team's submissions again
     limit = records_per_request(submission.service)
-    # One write transaction for both: SQLite has a single writer, and every
-    # write transaction of every worker thread queues for it.
-    with transaction.atomic():
-        claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
-        slot = _Slot(slot_reserve(team_id=submission.team_id)) if jobs else None
+    claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
     if not jobs:
         _wake_up_for_retries(submission)
         return False
-    batch_send(submission=submission, claim_id=claim_id, jobs=jobs, slot=slot)
+    batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
     # Done, failed or waiting for a retry: the history shows which.
     progress.add(job.record_id for job in jobs)
     return True
@@ -227,9 +225,8 @@ class _Slot:
         return max(0.0, self.due - time.monotonic())
 
 
-def batch_send(*, submission, claim_id, jobs, slot: _Slot | None = None) -> None:
-    """Send one claimed batch (at its rate-limit slot: reserved here unless
-    given) and settle every row of it."""
+def batch_send(*, submission, claim_id, jobs) -> None:
+    """Send one claimed batch at its rate-limit slot and settle every row of it."""
     team_id = submission.team_id
     try:
         client = accounts.client_for_team(team_id=team_id, session=_session())
@@ -241,7 +238,7 @@ def batch_send(*, submission, claim_id, jobs, slot: _Slot | None = None) -> None
         )
         accounts.team_block(team_id=team_id, reason=reason)
         return
-    slot = slot or _Slot(slot_reserve(team_id=team_id))
+    slot = _Slot(slot_reserve(team_id=team_id))  # the images are read while it comes
     payload, jobs = _payload(jobs, submission.service, claim_id)
     if not jobs or not _may_send_now(submission, claim_id, jobs, slot):
         return
