@@ -161,14 +161,19 @@ class Picture:
         return self.image.convert("L")
 
     @cached_property
+    def luma(self) -> tuple[float, float]:
+        """Mean and standard deviation of the gray levels (0-255)."""
+        return band_mean_and_stddev(self.gray.histogram())
+
+    @property
     def brightness(self) -> float:
         """Mean luma, 0 (black) to 1 (white)."""
-        return band_mean_and_stddev(self.gray.histogram())[0] / 255
+        return self.luma[0] / 255
 
-    @cached_property
+    @property
     def contrast(self) -> float:
         """Standard deviation of luma, 0 (flat) to about 1 (half black, half white)."""
-        return band_mean_and_stddev(self.gray.histogram())[1] / 127.5
+        return self.luma[1] / 127.5
 
     @cached_property
     def saturation(self) -> float:

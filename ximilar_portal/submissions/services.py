@@ -93,10 +93,12 @@ CLAIMED_FIELDS = [
     "submission_id",
     "team_id",
     "attempts",
-    *(
-        f"record__{name}"
-        for name in ("ximilar_id", "image", "image_url", "product_id", "category", "price")
-    ),
+    "record__ximilar_id",
+    "record__image",
+    "record__image_url",
+    "record__product_id",
+    "record__category",
+    "record__price",
     "record__tags",
     "record__fields",
 ]
@@ -214,17 +216,6 @@ def _wake_up_for_retries(submission) -> None:
         submission_enqueue(submission.pk, countdown=min(max(wait, 0.1), 60))
 
 
-class _Slot:
-    """A reserved rate-limit slot: `wait` seconds from when it was reserved,
-    or, negative, how far off the next one was (nothing reserved)."""
-
-    def __init__(self, wait: float):
-        self.wait, self.due = wait, time.monotonic() + wait
-
-    def seconds_left(self) -> float:
-        return max(0.0, self.due - time.monotonic())
-
-
 def batch_send(*, submission, claim_id, jobs) -> None:
     """Send one claimed batch at its rate-limit slot and settle every row of it."""
     team_id = submission.team_id
@@ -238,9 +229,10 @@ def batch_send(*, submission, claim_id, jobs) -> None:
         )
         accounts.team_block(team_id=team_id, reason=reason)
         return
-    slot = _Slot(slot_reserve(team_id=team_id))  # the images are read while it comes
+    wait = slot_reserve(team_id=team_id)  # the images are read while the slot comes
+    due = time.monotonic() + wait
     payload, jobs = _payload(jobs, submission.service, claim_id)
-    if not jobs or not _may_send_now(submission, claim_id, jobs, slot):
+    if not jobs or not _may_send_now(submission, claim_id, jobs, wait, due):
         return
     try:
         reply = call_service(
@@ -262,16 +254,17 @@ def batch_send(*, submission, claim_id, jobs) -> None:
         results_store(submission=submission, claim_id=claim_id, jobs=jobs, reply=reply)
 
 
-def _may_send_now(submission, claim_id, jobs, slot: _Slot) -> bool:
-    """Wait for the batch's rate-limit slot. After a wait, look again at the
-    team: a token refused or a queue paused meanwhile means no call is made.
-    With no wait, the look taken when the batch was claimed stands."""
-    if slot.wait < 0:
-        jobs_release(jobs=jobs, claim_id=claim_id, delay=-slot.wait)
+def _may_send_now(submission, claim_id, jobs, wait: float, due: float) -> bool:
+    """Wait for the batch's rate-limit slot (`wait` as slot_reserve returned
+    it; `due` on the monotonic clock). After a wait, look again at the team: a
+    token refused or a queue paused meanwhile means no call is made. With no
+    wait, the look taken when the batch was claimed stands."""
+    if wait < 0:
+        jobs_release(jobs=jobs, claim_id=claim_id, delay=-wait)
         return False
-    if slot.wait == 0:
+    if wait == 0:
         return True
-    time.sleep(slot.seconds_left())
+    time.sleep(max(0.0, due - time.monotonic()))
     blocked_reason, paused = (
         Team.objects.filter(pk=submission.team_id)
         .values_list("blocked_reason", "teamqueue__paused")
