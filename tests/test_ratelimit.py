@@ -6,7 +6,7 @@ import time
 import pytest
 
 from ximilar_portal.submissions.models import TeamQueue
-from ximilar_portal.submissions.ratelimit import MAX_WAIT_SECONDS, slot_reserve
+from ximilar_portal.submissions.ratelimit import CATCH_UP_SECONDS, MAX_WAIT_SECONDS, slot_reserve
 
 pytestmark = pytest.mark.django_db
 
@@ -14,9 +14,21 @@ pytestmark = pytest.mark.django_db
 def test_slots_are_spaced_one_interval_apart(team):
     waits = [slot_reserve(team_id=team.pk, rate=10) for _ in range(5)]
 
-    assert waits[0] < 0.05, "the first request goes at once"
-    steps = [later - earlier for earlier, later in zip(waits, waits[1:], strict=False)]
+    assert waits[0] == 0, "the first request goes at once"
+    steps = [later - earlier for earlier, later in zip(waits[1:], waits[2:], strict=False)]
     assert all(0.09 < step < 0.11 for step in steps), steps
+
+
+def test_a_missed_slot_is_taken_late_but_idle_time_is_not_banked(team):
+    long_ago = int((time.time() - 60) * 1_000_000)
+    TeamQueue.objects.update_or_create(team=team, defaults={"next_slot_us": long_ago})
+
+    waits = [slot_reserve(team_id=team.pk, rate=10) for _ in range(3)]
+
+    # A minute idle buys CATCH_UP_SECONDS, not a burst of 600 requests.
+    assert waits[0] == 0
+    assert 0.1 - CATCH_UP_SECONDS - 0.01 < waits[1] < 0.1 - CATCH_UP_SECONDS + 0.01, waits
+    assert 0.09 < waits[2] - waits[1] < 0.11, waits
 
 
 def test_a_slot_too_far_off_is_not_reserved(team):

@@ -5,7 +5,12 @@ The team's TeamQueue row holds the earliest moment the next request may start
 (SQLite 3.35+ and PostgreSQL) and sleeps until its slot: requests
 leave at most XIMILAR_RATE_LIMIT per second, spaced evenly, whatever the
 number of workers. It needs nothing but the database, so it works the same on
-SQLite and PostgreSQL, with any broker."""
+SQLite and PostgreSQL, with any broker.
+
+A slot that nobody took on time (every worker busy at that moment) can still
+be taken up to CATCH_UP_SECONDS late. Without that, each such moment was lost
+for good: a limit of 60/s came out as 55-58 requests/s on a busy machine. Any
+one-second window still sees at most 5 % more than the rate, plus one."""
 
 import time
 
@@ -17,6 +22,7 @@ from .models import TeamQueue
 # A worker does not hold a batch for longer than this waiting for its slot: it
 # puts the records back with next_attempt_at at the slot instead.
 MAX_WAIT_SECONDS = 10.0
+CATCH_UP_SECONDS = 0.05
 
 
 def queue_row(team_id: int) -> None:
@@ -37,7 +43,7 @@ def slot_reserve(*, team_id: int, rate: float | None = None) -> float:
         now_us = int(time.time() * 1_000_000)
         slot = _slot_take(team_id, now_us, interval_us)
         if slot is not None:
-            return (slot - now_us) / 1_000_000
+            return max(0.0, (slot - now_us) / 1_000_000)
         current = TeamQueue.objects.filter(team_id=team_id).values_list("next_slot_us", flat=True)
         if not current:
             queue_row(team_id)
@@ -49,8 +55,9 @@ def slot_reserve(*, team_id: int, rate: float | None = None) -> float:
 
 def _slot_take(team_id: int, now_us: int, interval_us: int) -> int | None:
     """One atomic UPDATE, so any number of workers can race for slots without
-    a read-then-write retry loop: the slot is max(now, next free slot), and the
-    next free slot moves on by one interval. None when the team has no row or
+    a read-then-write retry loop: the slot is the next free slot, or a moment
+    at most CATCH_UP_SECONDS ago when that one has passed; the next free slot
+    moves on by one interval from it. None when the team has no row or
     its next slot is further away than MAX_WAIT_SECONDS."""
     table = connection.ops.quote_name(TeamQueue._meta.db_table)
     sql = f"""
@@ -58,8 +65,9 @@ def _slot_take(team_id: int, now_us: int, interval_us: int) -> int | None:
         SET next_slot_us = CASE WHEN next_slot_us > %s THEN next_slot_us ELSE %s END + %s
         WHERE team_id = %s AND next_slot_us <= %s
         RETURNING next_slot_us"""  # noqa: S608 (the table name is ours)
+    earliest_us = now_us - int(CATCH_UP_SECONDS * 1_000_000)
     latest_us = now_us + int(MAX_WAIT_SECONDS * 1_000_000)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now_us, now_us, interval_us, team_id, latest_us])
+        cursor.execute(sql, [earliest_us, earliest_us, interval_us, team_id, latest_us])
         row = cursor.fetchone()
     return None if row is None else row[0] - interval_us
