@@ -6,7 +6,11 @@ import time
 import pytest
 
 from ximilar_portal.submissions.models import TeamQueue
-from ximilar_portal.submissions.ratelimit import CATCH_UP_SECONDS, MAX_WAIT_SECONDS, slot_reserve
+from ximilar_portal.submissions.ratelimit import (
+    MAX_WAIT_SECONDS,
+    catch_up_slots,
+    slot_reserve,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -20,15 +24,26 @@ def test_slots_are_spaced_one_interval_apart(team):
 
 
 def test_a_missed_slot_is_taken_late_but_idle_time_is_not_banked(team):
+    rate = 60
     long_ago = int((time.time() - 60) * 1_000_000)
     TeamQueue.objects.update_or_create(team=team, defaults={"next_slot_us": long_ago})
 
-    waits = [slot_reserve(team_id=team.pk, rate=10) for _ in range(3)]
+    waits = [slot_reserve(team_id=team.pk, rate=rate) for _ in range(8)]
 
-    # A minute idle buys CATCH_UP_SECONDS, not a burst of 600 requests.
-    assert waits[0] == 0
-    assert 0.1 - CATCH_UP_SECONDS - 0.01 < waits[1] < 0.1 - CATCH_UP_SECONDS + 0.01, waits
-    assert 0.09 < waits[2] - waits[1] < 0.11, waits
+    # A minute idle buys a few slots at once, not a burst of 3,600 requests.
+    at_once = catch_up_slots(rate) + 1
+    assert waits[:at_once] == [0] * at_once, waits
+    assert 0 < waits[at_once] < 1 / rate + 0.005, waits
+    later = waits[at_once:]
+    steps = [b - a for a, b in zip(later, later[1:], strict=False)]
+    assert all(0.012 < step < 0.022 for step in steps), waits
+
+
+def test_slow_rates_do_not_catch_up_and_fast_ones_stay_within_ten_percent():
+    assert catch_up_slots(5) == catch_up_slots(10) == catch_up_slots(29) == 0
+    for rate in (30, 60, 100, 1000):
+        assert catch_up_slots(rate) >= 1
+        assert rate + catch_up_slots(rate) + 2 <= 1.1 * rate
 
 
 def test_a_slot_too_far_off_is_not_reserved(team):

@@ -8,9 +8,9 @@ number of workers. It needs nothing but the database, so it works the same on
 SQLite and PostgreSQL, with any broker.
 
 A slot that nobody took on time (every worker busy at that moment) can still
-be taken up to CATCH_UP_SECONDS late. Without that, each such moment was lost
-for good: a limit of 60/s came out as 55-58 requests/s on a busy machine. Any
-one-second window still sees at most 5 % more than the rate, plus one."""
+be taken a few slots late (`catch_up_slots`). Without that, each such moment
+was lost for good: a limit of 60/s came out as 55-58 requests/s on a busy
+machine. Idle time is never banked beyond those few slots."""
 
 import time
 
@@ -22,7 +22,6 @@ from .models import TeamQueue
 # A worker does not hold a batch for longer than this waiting for its slot: it
 # puts the records back with next_attempt_at at the slot instead.
 MAX_WAIT_SECONDS = 10.0
-CATCH_UP_SECONDS = 0.05
 
 
 def queue_row(team_id: int) -> None:
@@ -39,9 +38,10 @@ def slot_reserve(*, team_id: int, rate: float | None = None) -> float:
     if not rate or rate <= 0:
         return 0.0
     interval_us = int(1_000_000 / rate)
+    catch_up_us = catch_up_slots(rate) * interval_us
     while True:
         now_us = int(time.time() * 1_000_000)
-        slot = _slot_take(team_id, now_us, interval_us)
+        slot = _slot_take(team_id, now_us, interval_us, catch_up_us)
         if slot is not None:
             return max(0.0, (slot - now_us) / 1_000_000)
         current = TeamQueue.objects.filter(team_id=team_id).values_list("next_slot_us", flat=True)
@@ -53,10 +53,19 @@ def slot_reserve(*, team_id: int, rate: float | None = None) -> float:
             return -wait
 
 
-def _slot_take(team_id: int, now_us: int, interval_us: int) -> int | None:
+def catch_up_slots(rate: float) -> int:
+    """How many missed slots may still be taken: each one lets a single
+    one-second window see one request more. With n of them a window sees at
+    most rate + n + 1 requests (the +1: a window can start on a request), and
+    one more when a request leaves late; so n = rate/10 - 2 keeps every window
+    within 10 % over the rate, and there is none below 30/s."""
+    return max(0, int(rate / 10) - 2)
+
+
+def _slot_take(team_id: int, now_us: int, interval_us: int, catch_up_us: int) -> int | None:
     """One atomic UPDATE, so any number of workers can race for slots without
     a read-then-write retry loop: the slot is the next free slot, or a moment
-    at most CATCH_UP_SECONDS ago when that one has passed; the next free slot
+    at most `catch_up_us` ago when that one has passed; the next free slot
     moves on by one interval from it. None when the team has no row or
     its next slot is further away than MAX_WAIT_SECONDS."""
     table = connection.ops.quote_name(TeamQueue._meta.db_table)
@@ -65,7 +74,7 @@ def _slot_take(team_id: int, now_us: int, interval_us: int) -> int | None:
         SET next_slot_us = CASE WHEN next_slot_us > %s THEN next_slot_us ELSE %s END + %s
         WHERE team_id = %s AND next_slot_us <= %s
         RETURNING next_slot_us"""  # noqa: S608 (the table name is ours)
-    earliest_us = now_us - int(CATCH_UP_SECONDS * 1_000_000)
+    earliest_us = now_us - catch_up_us
     latest_us = now_us + int(MAX_WAIT_SECONDS * 1_000_000)
     with connection.cursor() as cursor:
         cursor.execute(sql, [earliest_us, earliest_us, interval_us, team_id, latest_us])

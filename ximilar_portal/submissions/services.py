@@ -134,31 +134,43 @@ def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
 # --- Processing one batch ------------------------------------------------------------
 
 
-# How often a running task writes its progress mark (the sweeper's "has this
-# submission moved?") and summarises its new results for the history. Once per
-# batch, both were extra write transactions that every worker queued for.
+# How often a worker process writes its progress marks (the sweeper's "has
+# this submission moved?") and summarises its new results for the history.
+# Each is a write transaction that every other writer waits for: once per
+# batch, or once a second per task, they queued the workers behind them.
 PROGRESS_EVERY_SECONDS = 1.0
 
 
-class _Progress:
-    """What one task run has finished and not yet reported."""
+class _Unreported:
+    """What the tasks of this worker process have finished and not yet
+    reported: one report a second for all of its threads."""
 
-    def __init__(self, submission_id: int):
-        self.submission_id = submission_id
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.submission_ids: set[int] = set()
         self.record_ids: list[int] = []
         self.reported_at = time.monotonic()
 
-    def add(self, record_ids) -> None:
-        self.record_ids.extend(record_ids)
-        if time.monotonic() - self.reported_at >= PROGRESS_EVERY_SECONDS:
+    def add(self, submission_id: int, record_ids) -> None:
+        with self.lock:
+            self.submission_ids.add(submission_id)
+            self.record_ids.extend(record_ids)
+            due = time.monotonic() - self.reported_at >= PROGRESS_EVERY_SECONDS
+        if due:
             self.report()
 
     def report(self) -> None:
-        if not self.record_ids:
+        with self.lock:
+            submission_ids, record_ids = self.submission_ids, self.record_ids
+            self.submission_ids, self.record_ids = set(), []
+            self.reported_at = time.monotonic()
+        if not record_ids:
             return  # nothing was sent: nothing moved
-        Submission.objects.filter(pk=self.submission_id).update(last_progress_at=timezone.now())
-        _history_refresh(self.record_ids)
-        self.record_ids, self.reported_at = [], time.monotonic()
+        Submission.objects.filter(pk__in=submission_ids).update(last_progress_at=timezone.now())
+        _history_refresh(record_ids)
+
+
+_unreported = _Unreported()
 
 
 def submission_process(*, submission_id: int) -> None:
@@ -166,17 +178,16 @@ def submission_process(*, submission_id: int) -> None:
     and go on with the next batch for up to TASK_SECONDS (no broker round trip
     per batch); then pass the rest of the submission on to the next task."""
     started = time.monotonic()
-    progress = _Progress(submission_id)
     try:
         while time.monotonic() - started < TASK_SECONDS:
-            if not _process_one_batch(submission_id, progress):
+            if not _process_one_batch(submission_id):
                 return
         submission_enqueue(submission_id)
     finally:
-        progress.report()
+        _unreported.report()  # what this task (and the process) finished is shown
 
 
-def _process_one_batch(submission_id: int, progress: _Progress) -> bool:
+def _process_one_batch(submission_id: int) -> bool:
     """Claim and send one batch; False when this task has nothing more to do."""
     submission = (
         Submission.objects.select_related("team", "collection")
@@ -198,7 +209,7 @@ def _process_one_batch(submission_id: int, progress: _Progress) -> bool:
         return False
     batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
     # Done, failed or waiting for a retry: the history shows which.
-    progress.add(job.record_id for job in jobs)
+    _unreported.add(submission_id, [job.record_id for job in jobs])
     return True
 
 
