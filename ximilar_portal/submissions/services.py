@@ -14,10 +14,11 @@ import threading
 import time
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ximilar_portal.accounts import services as accounts
@@ -178,39 +179,53 @@ def submission_process(*, submission_id: int) -> None:
     and go on with the next batch for up to TASK_SECONDS (no broker round trip
     per batch); then pass the rest of the submission on to the next task."""
     started = time.monotonic()
+    submission = Submission.objects.select_related("collection").filter(pk=submission_id).first()
     try:
-        while time.monotonic() - started < TASK_SECONDS:
-            if not _process_one_batch(submission_id):
+        while submission and time.monotonic() - started < TASK_SECONDS:
+            if not _process_one_batch(submission):
                 return
-        submission_enqueue(submission_id)
+        if submission:
+            submission_enqueue(submission_id)
     finally:
         _unreported.report()  # what this task (and the process) finished is shown
 
 
-def _process_one_batch(submission_id: int) -> bool:
+def _process_one_batch(submission) -> bool:
     """Claim and send one batch; False when this task has nothing more to do."""
-    submission = (
-        Submission.objects.select_related("team", "collection")
-        .annotate(queue_paused=Exists(TeamQueue.objects.filter(team=OuterRef("team"), paused=True)))
-        .filter(pk=submission_id)
-        .first()
-    )
-    if submission is None or submission.cancelled_at:
+    standing = _standing(submission.pk)
+    if standing is None or standing.cancelled_at:
         return False
-    if submission.team.blocked_reason:
-        jobs_block_for_team(team_id=submission.team_id, reason=submission.team.blocked_reason)
+    if standing.blocked_reason:
+        jobs_block_for_team(team_id=submission.team_id, reason=standing.blocked_reason)
         return False
-    if submission.queue_paused:
+    if standing.paused:
         return False  # resuming the queue enqueues the team's submissions again
     limit = records_per_request(submission.service)
-    claim_id, jobs = jobs_claim(submission_id=submission_id, limit=limit)
+    claim_id, jobs = jobs_claim(submission_id=submission.pk, limit=limit)
     if not jobs:
         _wake_up_for_retries(submission)
         return False
     batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
     # Done, failed or waiting for a retry: the history shows which.
-    _unreported.add(submission_id, [job.record_id for job in jobs])
+    _unreported.add(submission.pk, [job.record_id for job in jobs])
     return True
+
+
+class _Standing(NamedTuple):
+    cancelled_at: object
+    blocked_reason: str
+    paused: bool | None  # None: the team has no queue row yet
+
+
+def _standing(submission_id: int) -> _Standing | None:
+    """What people or Ximilar may change while a task runs (the rest of the
+    submission is fixed once created): one row of plain values per batch."""
+    row = (
+        Submission.objects.filter(pk=submission_id)
+        .values_list("cancelled_at", "team__blocked_reason", "team__teamqueue__paused")
+        .first()
+    )
+    return _Standing(*row) if row else None
 
 
 def _wake_up_for_retries(submission) -> None:
