@@ -4,7 +4,12 @@ read back exactly as if the ORM had written it, on SQLite and PostgreSQL."""
 import pytest
 
 from ximilar_portal.history.models import RecordSummary, SummaryLabel
-from ximilar_portal.lib.rows import rows_insert, rows_upsert
+from ximilar_portal.lib.rows import (
+    insert_statements,
+    rows_insert,
+    statements_run,
+    upsert_statements,
+)
 from ximilar_portal.records.models import Record
 from ximilar_portal.submissions.models import RecordJob, Result, Submission
 
@@ -62,12 +67,14 @@ def test_an_upsert_updates_the_row_with_the_same_key_and_inserts_the_rest(team, 
             top_tags=[{"name": label, "prob": 0.5}],
         )
 
-    rows_upsert(
+    statements = upsert_statements(
         RecordSummary,
         [summary(first, "shoe"), summary(second, "bag")],
         unique="record",
         update=["best_label", "top_tags"],
     )
+    assert RecordSummary.objects.get(record=first).best_label != "shoe", "built, not yet run"
+    statements_run(statements)
 
     stored = dict(RecordSummary.objects.values_list("ximilar_id", "best_label"))
     assert stored == {"a": "shoe", "b": "bag"}
@@ -85,6 +92,9 @@ def test_many_rows_are_split_under_the_parameter_limit(team, owner):
     ]
 
     rows_insert(SummaryLabel, labels)
+    statements = insert_statements(SummaryLabel, labels[:3_000])
+    statements_run(statements)
 
-    assert SummaryLabel.objects.count() == 6_000
+    assert SummaryLabel.objects.count() == 9_000
     assert len({label.pk for label in labels}) == 6_000
+    assert len(statements) > 1, "3,000 rows of 4 values: more than one statement"

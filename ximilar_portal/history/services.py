@@ -22,7 +22,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from ximilar_portal.audit.services import audit_record
-from ximilar_portal.lib.rows import rows_insert, rows_upsert
+from ximilar_portal.lib.rows import insert_statements, statements_run, upsert_statements
 from ximilar_portal.records.models import Record
 from ximilar_portal.submissions.models import RecordJob, Result
 
@@ -78,15 +78,18 @@ def _refresh_chunk(ids) -> None:
     ):
         results[result["record_id"]].append(result)
     built = [summary_build(r, jobs[r.pk], results[r.pk]) for r in records]
+    summaries = upsert_statements(
+        RecordSummary, [summary for summary, _ in built], unique="record", update=SUMMARY_FIELDS
+    )
+    labels = insert_statements(SummaryLabel, [label for _, labels in built for label in labels])
+    # Built before: the transaction, which every other writer waits for, only runs them.
     with transaction.atomic():
         RecordSummary.objects.filter(record_id__in=ids).exclude(
             record_id__in=[r.pk for r in records]
         ).delete()
-        rows_upsert(
-            RecordSummary, [summary for summary, _ in built], unique="record", update=SUMMARY_FIELDS
-        )
+        statements_run(summaries)
         SummaryLabel.objects.filter(summary_id__in=ids).delete()
-        rows_insert(SummaryLabel, [label for _, labels in built for label in labels])
+        statements_run(labels)
 
 
 def summary_build(record, jobs, results) -> tuple[RecordSummary, list[SummaryLabel]]:

@@ -6,7 +6,9 @@ was a third of the engine's time per batch and most of the demo generator's.
   already set, by `ids_reserve`: executemany on SQLite, COPY on PostgreSQL.
   Nobody else may insert into these tables while it runs.
 - `rows_insert`: unsaved instances, ids from the database (set on them).
-- `rows_upsert`: insert, or update the row with the same unique key.
+- `upsert_statements` (insert, or update the row with the same unique key)
+  and `insert_statements` (ids not needed): built first, run later with
+  `statements_run`, so that a transaction holds its lock only while they run.
 
 Values are converted the way Django itself stores them (`connection.ops`), and
 `auto_now`/`auto_now_add` are applied, so what is read back is what the ORM
@@ -60,19 +62,37 @@ def rows_insert(model, objects) -> list:
     return objects
 
 
-def rows_upsert(model, objects, *, unique: str, update: list[str]) -> int:
-    """INSERT, or UPDATE the `update` fields of the row whose `unique` field
-    matches (ON CONFLICT, on SQLite and PostgreSQL alike)."""
+# Statements built ahead, to run later inside a transaction: converting the
+# values is most of the work, and a write transaction on SQLite holds the one
+# write lock from its first statement, so every other writer waits meanwhile.
+
+
+def upsert_statements(model, objects, *, unique: str, update: list[str]) -> list:
+    """INSERTs that UPDATE the `update` fields of the row whose `unique` field
+    matches instead (ON CONFLICT, on SQLite and PostgreSQL alike), not yet run."""
     objects = list(objects)
     fields = model._meta.concrete_fields
     conflict = _quote(model._meta.get_field(unique).column)
     columns = [_quote(model._meta.get_field(name).column) for name in update]
     assignments = ", ".join(f"{c} = excluded.{c}" for c in columns)
+    statements = []
     for chunk in _chunks(objects, len(fields)):
         sql, params = _insert_sql(model, fields, chunk)
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql} ON CONFLICT ({conflict}) DO UPDATE SET {assignments}", params)
-    return len(objects)
+        statements.append((f"{sql} ON CONFLICT ({conflict}) DO UPDATE SET {assignments}", params))
+    return statements
+
+
+def insert_statements(model, objects) -> list:
+    """INSERTs of unsaved instances whose ids nobody needs, not yet run."""
+    objects = list(objects)
+    fields = [f for f in model._meta.concrete_fields if f is not model._meta.auto_field]
+    return [_insert_sql(model, fields, chunk) for chunk in _chunks(objects, len(fields))]
+
+
+def statements_run(statements) -> None:
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 def _insert_sql(model, fields, objects) -> tuple[str, list]:
