@@ -129,3 +129,19 @@ def test_a_worker_that_died_mid_batch_is_swept_back(sandbox, enqueued, owner, te
 def sandbox_reply(jobs):
     outcomes = [Outcome(ok=True, raw={"_id": "x"}) for _ in jobs]
     return Reply(outcomes, processing_time=0.1, sandbox=True)
+
+
+def test_a_task_that_lost_every_claim_race_hands_over_to_a_new_one(
+    sandbox, enqueued, owner, team, records, monkeypatch
+):
+    submission = submit(team, owner, records)
+    enqueued.clear()
+    # Other workers won five races in a row: this task claimed nothing, yet
+    # every row is still queued and ready.
+    monkeypatch.setattr(services, "jobs_claim", lambda **kwargs: (None, []))
+
+    services.submission_process(submission_id=submission.pk)
+
+    assert states(submission) == [JobState.QUEUED] * 3
+    assert enqueued == [submission.pk], "the rows do not wait for the sweeper"
+    assert sandbox.requests() == []

@@ -184,12 +184,13 @@ def submission_process(*, submission_id: int) -> None:
     per batch); then pass the rest of the submission on to the next task."""
     started = time.monotonic()
     submission = Submission.objects.select_related("collection").filter(pk=submission_id).first()
+    if submission is None:
+        return  # deleted, with its jobs
     try:
-        while submission and time.monotonic() - started < TASK_SECONDS:
+        while time.monotonic() - started < TASK_SECONDS:
             if not _process_one_batch(submission):
                 return
-        if submission:
-            submission_enqueue(submission_id)
+        submission_enqueue(submission_id)
     finally:
         _unreported.report()  # what this task (and the process) finished is shown
 
@@ -235,15 +236,16 @@ def _standing(submission_id: int) -> _Standing | None:
 def _wake_up_for_retries(submission) -> None:
     """Records waiting for a retry: come back when the first is due (short waits;
     the sweeper covers long ones, which live in next_attempt_at)."""
-    next_due = (
+    first_due = list(
         submission.jobs.filter(state=JobState.QUEUED)
         .order_by(F("next_attempt_at").asc(nulls_first=True))
-        .values_list("next_attempt_at", flat=True)
-        .first()
+        .values_list("next_attempt_at", flat=True)[:1]
     )
-    if next_due is not None:
-        wait = (next_due - timezone.now()).total_seconds()
-        submission_enqueue(submission.pk, countdown=min(max(wait, 0.1), 60))
+    if not first_due:
+        return  # nothing waiting
+    # None: ready now (given back, or a claim race lost five times meanwhile).
+    wait = 0 if first_due[0] is None else (first_due[0] - timezone.now()).total_seconds()
+    submission_enqueue(submission.pk, countdown=min(max(wait, 0.1), 60))
 
 
 def batch_send(*, submission, claim_id, jobs) -> None:
