@@ -161,6 +161,10 @@ def test_it_finds_filters_opens_and_exports_in_a_browser(page, live_server, sand
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base + "/history/")
     shot(page, "history-phone")
+    # The header wraps on a phone: every link of the navigation is on screen.
+    for link in page.locator(".topbar nav a").all():
+        box = link.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, link.inner_text()
 
 
 def test_it_searches_a_collection_and_opens_an_answer_in_a_browser(
