@@ -51,7 +51,7 @@ def rows_write(model, objects) -> int:
 def rows_insert(model, objects) -> list:
     """INSERT these unsaved instances; each gets the id the database gave it."""
     objects = list(objects)
-    fields = [f for f in model._meta.concrete_fields if f is not model._meta.auto_field]
+    fields = _fields_but_auto_id(model)
     for chunk in _chunks(objects, len(fields)):
         sql, params = _insert_sql(model, fields, chunk)
         with connection.cursor() as cursor:
@@ -85,7 +85,7 @@ def upsert_statements(model, objects, *, unique: str, update: list[str]) -> list
 def insert_statements(model, objects) -> list:
     """INSERTs of unsaved instances whose ids nobody needs, not yet run."""
     objects = list(objects)
-    fields = [f for f in model._meta.concrete_fields if f is not model._meta.auto_field]
+    fields = _fields_but_auto_id(model)
     return [_insert_sql(model, fields, chunk) for chunk in _chunks(objects, len(fields))]
 
 
@@ -93,6 +93,11 @@ def statements_run(statements) -> None:
     with connection.cursor() as cursor:
         for sql, params in statements:
             cursor.execute(sql, params)
+
+
+def _fields_but_auto_id(model) -> list:
+    """The columns an INSERT writes when the database hands out the id."""
+    return [f for f in model._meta.concrete_fields if f is not model._meta.auto_field]
 
 
 def _insert_sql(model, fields, objects) -> tuple[str, list]:

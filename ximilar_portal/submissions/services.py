@@ -22,7 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ximilar_portal.accounts import services as accounts
-from ximilar_portal.accounts.models import Credential, Team
+from ximilar_portal.accounts.models import Credential
 from ximilar_portal.lib import ximilar
 from ximilar_portal.lib.crypto import DecryptionError
 from ximilar_portal.lib.rows import rows_insert
@@ -297,18 +297,16 @@ def _may_send_now(submission, claim_id, jobs, wait: float, due: float) -> bool:
     if wait == 0:
         return True
     time.sleep(max(0.0, due - time.monotonic()))
-    blocked_reason, paused = (
-        Team.objects.filter(pk=submission.team_id)
-        .values_list("blocked_reason", "teamqueue__paused")
-        .get()
-    )
-    if blocked_reason:
-        jobs_block_for_team(team_id=submission.team_id, reason=blocked_reason)
+    standing = _standing(submission.pk)
+    if standing is None:
+        return False  # the submission was deleted, with these rows
+    if standing.blocked_reason:
+        jobs_block_for_team(team_id=submission.team_id, reason=standing.blocked_reason)
         return False
-    if paused:
+    if standing.paused:
         jobs_release(jobs=jobs, claim_id=claim_id, delay=0)
         return False
-    return True
+    return True  # a cancel meanwhile leaves claimed rows alone: they are sent
 
 
 _local = threading.local()
