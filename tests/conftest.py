@@ -71,7 +71,9 @@ def decode_slots():
     from ximilar_portal.lib import images
 
     yield images.set_decode_concurrency
-    images.set_decode_concurrency(settings.IMAGE_DECODE_CONCURRENCY)
+    images.set_decode_concurrency(
+        settings.IMAGE_DECODE_CONCURRENCY, slot_pixels=settings.IMAGE_MAX_PIXELS
+    )
 
 
 def client_for(user) -> Client:

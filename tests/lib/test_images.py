@@ -402,6 +402,24 @@ def test_a_header_refusal_needs_no_decode_slot(decode_slots):
         assert "limit" in rejection(one_bit_png(9000, 8000))
 
 
+def test_a_decode_takes_the_slots_its_memory_needs_all_at_once(decode_slots):
+    decode_slots(2, slot_pixels=10_000)
+    big, small = encode(picture((120, 100)), "PNG"), encode(picture((50, 50)), "PNG")
+    with decode_slot():  # one of the two slots is taken
+        with pytest.raises(ImageBusy):
+            inspect_image(big, wait=0.05)  # 12,000 pixels: two slots
+        assert inspect_image(small, wait=0.05).thumbnail  # 2,500 pixels: one slot
+    assert inspect_image(big, wait=0.05).thumbnail
+
+
+def test_a_format_that_decodes_into_several_copies_has_a_lower_pixel_limit(decode_slots):
+    decode_slots(2, slot_pixels=10_000)
+    message = rejection(encode(picture((120, 100)), "WEBP"))  # 4 copies: 48,000 > 20,000
+    assert "WEBP" in message and "5,000 pixels" in message
+    assert inspect_image(encode(picture((70, 70)), "WEBP")).thumbnail
+    assert inspect_image(encode(picture((120, 100)), "PNG")).thumbnail
+
+
 def test_the_engine_waits_for_a_slot_instead_of_failing(decode_slots):
     decode_slots(1)
     data = encode(picture((1200, 900)), "JPEG")

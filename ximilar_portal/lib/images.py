@@ -35,7 +35,7 @@ Image.MAX_IMAGE_PIXELS = 128_000_000
 
 THUMBNAIL_SIZE = 320
 REDUCING_GAP = 2  # reduce by whole factors to no less than twice the target, then resample
-BAND_BYTES = 16 * 1024 * 1024  # rows converted and reduced at a time
+BAND_BYTES = 4 * 1024 * 1024  # rows converted and reduced at a time
 
 USE_INSTEAD = "use JPEG, PNG, WEBP, HEIC, BMP or TIFF."
 DAMAGED = "The image file is damaged or truncated."
@@ -46,13 +46,17 @@ class _Format:
     mime: str
     extension: str
     plugin: str  # Pillow's format name: the only plugin allowed to open it
+    # Copies of the decoded pixels (4 bytes each) the decoder holds at its peak.
+    decode_copies: int = 1
 
 
 FORMATS = {
     "JPEG": _Format("image/jpeg", ".jpg", "JPEG"),
     "PNG": _Format("image/png", ".png", "PNG"),
-    "WEBP": _Format("image/webp", ".webp", "WEBP"),
-    "HEIC": _Format("image/heic", ".heic", "HEIF"),  # pillow-heif calls HEIC "HEIF"
+    # libwebp's animation decoder keeps two frames, and Pillow copies the one it returns.
+    "WEBP": _Format("image/webp", ".webp", "WEBP", decode_copies=4),
+    # pillow-heif calls HEIC "HEIF"; libheif's RGB buffer stays beside Pillow's.
+    "HEIC": _Format("image/heic", ".heic", "HEIF", decode_copies=2),
     "BMP": _Format("image/bmp", ".bmp", "BMP"),
     "TIFF": _Format("image/tiff", ".tiff", "TIFF"),
     "GIF": _Format("image/gif", ".gif", "GIF"),
@@ -124,27 +128,66 @@ class ImageBusy(Exception):
 
 # --- The per-process bound on concurrent decodes ------------------------------------------
 
-_decode_slots = threading.BoundedSemaphore(2)
+
+class _DecodeSlots:
+    """A slot is the memory of one full decode of the largest accepted image
+    (slot_pixels × 4 bytes). A decode whose decoder holds more copies of its
+    pixels takes several slots, all at once or none, so two big decodes never
+    wait on each other holding one slot each."""
+
+    def __init__(self, total: int, slot_pixels: int):
+        self.total, self.slot_pixels, self.free = total, slot_pixels, total
+        self._changed = threading.Condition()
+
+    def needed(self, pixels: int, copies: int) -> int:
+        return max(1, math.ceil(pixels * copies / self.slot_pixels))
+
+    def take(self, count: int, wait: float | None) -> bool:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.free >= count, timeout=wait):
+                return False
+            self.free -= count
+            return True
+
+    def give(self, count: int) -> None:
+        with self._changed:
+            self.free += count
+            self._changed.notify_all()
 
 
-def set_decode_concurrency(slots: int) -> None:
-    """How many decodes this process runs at once; the others wait for a slot.
-    A decode in progress keeps (and gives back) the slot it took."""
+_decode_slots = _DecodeSlots(2, 64_000_000)
+
+
+def set_decode_concurrency(slots: int, *, slot_pixels: int = 64_000_000) -> None:
+    """How many full decodes of a `slot_pixels` image this process runs at
+    once; the others wait for a slot. A decode in progress keeps (and gives
+    back) the slots it took."""
     global _decode_slots
-    _decode_slots = threading.BoundedSemaphore(max(1, slots))
+    _decode_slots = _DecodeSlots(max(1, slots), max(1, slot_pixels))
 
 
 @contextlib.contextmanager
-def decode_slot(wait: float | None = None):
-    """Hold one decode slot; ImageBusy after `wait` seconds without one
+def decode_slot(wait: float | None = None, *, count: int = 1):
+    """Hold `count` decode slots; ImageBusy after `wait` seconds without them
     (None: wait as long as it takes, for callers no person is waiting on)."""
     slots = _decode_slots
-    if not slots.acquire(timeout=wait):
+    count = min(count, slots.total)
+    if not slots.take(count, wait):
         raise ImageBusy(retry_after=max(1, math.ceil(wait or 1)))
     try:
         yield
     finally:
-        slots.release()
+        slots.give(count)
+
+
+@contextlib.contextmanager
+def _decoding(data: bytes, image_format: str, wait: float | None):
+    """The image opened (header only), then the slots its decode needs."""
+    with _open(data, image_format) as image:
+        width, height = image.size
+        copies = FORMATS[image_format].decode_copies
+        with decode_slot(wait, count=_decode_slots.needed(width * height, copies)):
+            yield image
 
 
 @dataclass(frozen=True)
@@ -187,9 +230,10 @@ def inspect_image(
         with _open(data, image_format) as image:
             width, height = image.size
             _check_pixels(width, height, max_pixels)
+            _check_decode_memory(width, height, image_format)
             animated = image_format in ("GIF", "PNG", "WEBP") and _is_animated(image)
         # A fresh copy: the animation check has read on into the second frame.
-        with decode_slot(wait), _open(data, image_format) as image:
+        with _decoding(data, image_format, wait) as image:
             box = (THUMBNAIL_SIZE, THUMBNAIL_SIZE)
             _load_reduced(image, box)
             thumbnail = _thumbnail_or_nothing(image, box)
@@ -203,8 +247,7 @@ def make_thumbnail(data: bytes, *, size: int = THUMBNAIL_SIZE, wait: float | Non
     with (
         _bomb_warnings_are_errors(),
         _rejecting_broken_files(),
-        decode_slot(wait),
-        _open(data, image_format) as image,
+        _decoding(data, image_format, wait) as image,
     ):
         _load_reduced(image, (size, size))
         return _webp(_upright_rgb(image, (size, size)))
@@ -227,7 +270,7 @@ def shrink_for_api(data: bytes, shorter_side: int) -> bytes:
             return data
         scale = shorter_side / min(width, height)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        with decode_slot(None), _open(data, image_format) as image:
+        with _decoding(data, image_format, None) as image:
             _load_reduced(image, size)
             resized = _upright_rgb(image, size, exact=True)
         out = io.BytesIO()
@@ -294,6 +337,19 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         raise ImageRejected(
             f"The image is {width} × {height} pixels ({width * height:,}); "
             f"the limit is {max_pixels:,} pixels."
+        )
+
+
+def _check_decode_memory(width: int, height: int, image_format: str) -> None:
+    """Refuse what this process could never decode within its slots: formats
+    whose decoder holds several copies of the pixels have a lower pixel limit."""
+    copies = FORMATS[image_format].decode_copies
+    if _decode_slots.needed(width * height, copies) > _decode_slots.total:
+        limit = _decode_slots.total * _decode_slots.slot_pixels // copies
+        raise ImageRejected(
+            f"The image is {width} × {height} pixels ({width * height:,}); "
+            f"{image_format} images take {copies} times the memory of others to decode, "
+            f"so the limit for them is {limit:,} pixels."
         )
 
 

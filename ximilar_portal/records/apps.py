@@ -10,4 +10,6 @@ class RecordsConfig(AppConfig):
 
         from ximilar_portal.lib import images
 
-        images.set_decode_concurrency(settings.IMAGE_DECODE_CONCURRENCY)
+        images.set_decode_concurrency(
+            settings.IMAGE_DECODE_CONCURRENCY, slot_pixels=settings.IMAGE_MAX_PIXELS
+        )
