@@ -166,6 +166,8 @@ def main():
             )
         print(f"{len(paths)} uploads of {paths[0].stat().st_size / 1e3:.0f} kB in {elapsed:.1f} s")
         print(f"unrelated page (/records/) during the uploads: {unrelated:.2f} s")
+        print(f"web tree RSS after the uploads: {tree_rss_kb(web.pid) / 1024:.0f} MB")
+        print("load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
         print(f"decode_memory_peak_web_rss_mb: {sampler.peak / 1024:.0f}")
     finally:
         web.terminate()
