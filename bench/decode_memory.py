@@ -27,11 +27,11 @@ os.environ.setdefault("BENCH_VAR_DIR", "/tmp/bench-decode-var")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from uploads import (  # after the environment above
-    PYTHON,
     free_port,
+    generated,
     session_for,
     setup_database,
-    start,
+    start_web,
     wait_up,
 )
 
@@ -40,22 +40,19 @@ SIZE = (8000, 7999)  # 63,992,000 pixels: just under IMAGE_MAX_PIXELS
 
 
 def make_pngs(count: int) -> list[Path]:
-    """Flat RGBA PNGs, each with its own coloured corner so none is a duplicate."""
+    """Flat RGBA PNGs, about 250 kB each, that decode to 256 MB each."""
     from PIL import Image
 
-    IMAGES.mkdir(exist_ok=True)
-    paths = [IMAGES / f"{i:02d}.png" for i in range(count)]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        print(f"generating {len(missing)} PNGs of {SIZE[0]} × {SIZE[1]} RGBA once…", flush=True)
-        base = Image.new("RGBA", SIZE, (30, 120, 200, 255))
-        for path in missing:
-            i = int(path.stem)
-            image = base.copy()
-            image.paste((i * 37 % 256, i * 91 % 256, 40, 128), (0, 0, 800 + i, 600))
-            image.save(path, "PNG")
-            del image
-    return paths
+    return generated(
+        IMAGES,
+        count,
+        suffix=".png",
+        base=lambda: Image.new("RGBA", SIZE, (30, 120, 200, 255)),
+        corner=(0, 0, 800, 600),
+        colour=lambda i: (i * 37 % 256, i * 91 % 256, 40, 128),
+        what=f"PNGs of {SIZE[0]} × {SIZE[1]} RGBA",
+        format="PNG",
+    )
 
 
 def tree_rss_kb(root: int) -> int:
@@ -138,11 +135,7 @@ def main():
     sessionid, batch_id = setup_database()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = start(
-        [PYTHON, "-m", "gunicorn", "ximilar_portal.wsgi", "--bind", f"127.0.0.1:{port}"]
-        + ["--workers", str(args.workers), "--threads", str(args.threads), "--timeout", "300"],
-        "web.log",
-    )
+    web = start_web(port, workers=args.workers, threads=args.threads, timeout=300)
     try:
         wait_up(base + "/accounts/login/")
         session = session_for(base, sessionid)
