@@ -47,22 +47,40 @@ os.environ.update(ENV)
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 
+def generated(
+    folder: Path, count: int, *, suffix: str, base, corner, colour, what: str, **save
+) -> list[Path]:
+    """`count` copies of `base()` saved into `folder` once, each with a corner
+    painted its own `colour(i)` so that no two are duplicates."""
+    folder.mkdir(exist_ok=True)
+    paths = [folder / f"{i:03d}{suffix}" for i in range(count)]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"generating {len(missing)} {what} once…", flush=True)
+        original = base()
+        for path in missing:
+            image = original.copy()
+            image.paste(colour(int(path.stem)), corner)
+            image.save(path, **save)
+            del image  # the next copy may be hundreds of MB
+    return paths
+
+
 def make_images(count: int) -> list[Path]:
     """Noisy 4000 × 3000 JPEGs (realistic sizes, 5–9 MB), each one different."""
     from PIL import Image
 
-    IMAGES.mkdir(exist_ok=True)
-    paths = [IMAGES / f"{i:03d}.jpg" for i in range(count)]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        print(f"generating {len(missing)} 12-megapixel JPEGs once…", flush=True)
-        noise = Image.effect_noise((4000, 3000), 60).convert("RGB")
-        for path in missing:
-            i = int(path.stem)
-            image = noise.copy()
-            image.paste((i * 37 % 256, i * 91 % 256, i * 13 % 256), (0, 0, 400, 300))
-            image.save(path, "JPEG", quality=90)
-    return paths
+    return generated(
+        IMAGES,
+        count,
+        suffix=".jpg",
+        base=lambda: Image.effect_noise((4000, 3000), 60).convert("RGB"),
+        corner=(0, 0, 400, 300),
+        colour=lambda i: (i * 37 % 256, i * 91 % 256, i * 13 % 256),
+        what="12-megapixel JPEGs",
+        format="JPEG",
+        quality=90,
+    )
 
 
 def png_bomb(width=30000, height=30000) -> bytes:
@@ -113,6 +131,12 @@ def setup_database():
 def start(command, log_name):
     log = open(VAR_DIR / log_name, "w")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def start_web(port: int, *, workers: int, threads: int, timeout: int):
+    command = [PYTHON, "-m", "gunicorn", "ximilar_portal.wsgi", "--bind", f"127.0.0.1:{port}"]
+    options = ["--workers", str(workers), "--threads", str(threads), "--timeout", str(timeout)]
+    return start(command + options, "web.log")
 
 
 def web_worker_pid(master: subprocess.Popen) -> int:
@@ -214,23 +238,7 @@ def main():
     sessionid, batch_id = setup_database()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = start(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "ximilar_portal.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--timeout",
-            "120",
-        ],
-        "web.log",
-    )
+    web = start_web(port, workers=1, threads=4, timeout=120)
     worker = start(
         [
             PYTHON,

@@ -64,6 +64,18 @@ def outsider(db):
     return make_user("outsider@example.com")
 
 
+@pytest.fixture
+def decode_slots():
+    """Call it to set this process's bound on concurrent image decodes for one
+    test; the configured bound comes back afterwards."""
+    from ximilar_portal.lib import images
+
+    yield images.set_decode_concurrency
+    images.set_decode_concurrency(
+        settings.IMAGE_DECODE_CONCURRENCY, slot_pixels=settings.IMAGE_MAX_PIXELS
+    )
+
+
 def client_for(user) -> Client:
     client = Client()
     client.force_login(user)

@@ -6,42 +6,25 @@ re-checked image under a generated name."""
 import io
 import struct
 import zipfile
-import zlib
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ximilar_portal.lib.images import inspect_image
+from ximilar_portal.lib.images import decode_slot, inspect_image
 from ximilar_portal.records.models import BatchItem, Record, UploadBatch
 
 from .conftest import client_for, jpeg_bytes
+from .imagefiles import encode, flat_rgba_png, png_header_only
 
 pytestmark = pytest.mark.django_db
 
 
 # --- Building the corpus -------------------------------------------------------------------
-
-
-def encode(image, fmt, **options):
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
-
-
-def png_header_only(width, height):
-    """A valid PNG signature and IHDR claiming a size, with one tiny IDAT."""
-
-    def chunk(kind, data):
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 16)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def zip_bytes():
@@ -221,6 +204,49 @@ def test_an_oversize_file_is_cut_off_with_a_clear_message(owner, batch, settings
     assert response.status_code == 400
     assert "larger than" in response.json()["message"]
     assert not Record.objects.exists()
+
+
+def test_the_largest_accepted_png_is_stored_with_a_correct_thumbnail(owner, batch):
+    data = flat_rgba_png(8000, 7999, (30, 120, 200, 255))  # 63,992,000 pixels, about 250 kB
+    response = send(client_for(owner), batch, "large.png", data)
+    assert response.status_code == 201, response.json()
+    record = Record.objects.get()
+    assert (record.image_format, record.width, record.height) == ("PNG", 8000, 7999)
+    assert record.preview == "ready"
+    with record.thumbnail.open("rb") as stored:
+        thumbnail = Image.open(io.BytesIO(stored.read()))
+        thumbnail.load()
+    assert (thumbnail.format, thumbnail.size) == ("WEBP", (320, 320))
+    colour = thumbnail.convert("RGB").getpixel((160, 160))
+    assert all(abs(a - b) <= 12 for a, b in zip(colour, (30, 120, 200), strict=True))
+
+
+def stored_files():
+    root = settings.MEDIA_ROOT
+    return {path for path in root.rglob("*") if path.is_file()} if root.exists() else set()
+
+
+def test_an_upload_that_gets_no_decode_slot_answers_503_and_stores_nothing(
+    owner, batch, decode_slots, settings
+):
+    settings.IMAGE_DECODE_WAIT = 0.05
+    decode_slots(1)
+    client, files_before = client_for(owner), stored_files()
+    with decode_slot():  # another request is decoding
+        answer = client.post(
+            f"/records/batches/{batch.pk}/files/",
+            {"file": SimpleUploadedFile("a.jpg", JPEG)},
+            headers={"Accept": "application/json"},
+        )
+        page = client.post("/records/new/", {"image": SimpleUploadedFile("a.jpg", JPEG)})
+    assert answer.status_code == 503 and int(answer["Retry-After"]) >= 1
+    assert answer.json()["status"] == "busy" and "try again" in answer.json()["message"]
+    assert page.status_code == 503 and int(page["Retry-After"]) >= 1
+    assert "try again" in page.content.decode()
+    assert not Record.objects.exists() and not BatchItem.objects.exists()
+    assert stored_files() == files_before
+    again = send(client, batch, "a.jpg", JPEG)  # the same file, once a slot is free
+    assert again.status_code == 201
 
 
 def test_101_files_in_one_request_get_a_clear_error_and_store_nothing(owner, batch):

@@ -119,6 +119,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ximilar_portal.accounts.middleware.ActiveTeamMiddleware",
     "ximilar_portal.audit.middleware.AuditRequestMiddleware",
+    # A temporary shortage (no image decode slot in time) answers 503 with Retry-After.
+    "ximilar_portal.lib.busy.BusyMiddleware",
     # Last, as django-axes asks: turns a locked-out login into its lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -202,6 +204,10 @@ UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 64_000_000)
+# Full image decodes one process runs at once (each up to IMAGE_MAX_PIXELS × 4 bytes),
+# and how long a web request waits for one before answering 503 with Retry-After.
+IMAGE_DECODE_CONCURRENCY = env_int("IMAGE_DECODE_CONCURRENCY", 2)
+IMAGE_DECODE_WAIT = env_float("IMAGE_DECODE_WAIT", 15.0)
 # Records: files one upload batch takes, largest import file, URL preview fetch time.
 UPLOAD_BATCH_MAX_FILES = env_int("UPLOAD_BATCH_MAX_FILES", 1000)
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024)

@@ -57,7 +57,17 @@
     }
   }
 
+  var BUSY_RETRIES = 5;
+
+  function later(seconds) {
+    return new Promise(function (resolve) { setTimeout(resolve, seconds * 1000); });
+  }
+
   function send(job) {
+    return answerFor(job).then(function (answer) { show(job.tr, answer, job); });
+  }
+
+  function answerFor(job) {
     var body = new FormData();
     if (job.anyway) body.append("allow_duplicate", "1");
     body.append("file", job.file, job.file.name);
@@ -66,12 +76,19 @@
       method: "POST", body: body, credentials: "same-origin",
       headers: { "X-CSRFToken": csrf, "Accept": "application/json" }
     }).then(function (response) {
+      // 503: the server is busy with other large images and stored nothing; send again.
+      job.tries = (job.tries || 0) + 1;
+      if (response.status === 503 && job.tries <= BUSY_RETRIES) {
+        job.tr.querySelector(".badge").textContent = "busy, retrying…";
+        var seconds = parseInt(response.headers.get("Retry-After"), 10) || 5;
+        return later(seconds).then(function () { return answerFor(job); });
+      }
       return response.json().catch(function () {
         return { status: "rejected", message: "The server answered " + response.status + "." };
       });
     }, function () {
       return { status: "rejected", message: "The network failed; try this file again." };
-    }).then(function (answer) { show(job.tr, answer, job); });
+    });
   }
 
   function pump() {

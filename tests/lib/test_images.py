@@ -1,24 +1,33 @@
+import concurrent.futures
 import contextlib
 import io
 import struct
+import subprocess
+import sys
+import threading
 import time
 import zipfile
-import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
+from ximilar_portal.lib import images
 from ximilar_portal.lib.images import (
     ALLOWED_FORMATS,
+    ImageBusy,
     ImageInfo,
     ImageRejected,
+    decode_slot,
     inspect_image,
     make_thumbnail,
     sha256_hex,
     shrink_for_api,
 )
+
+from ..imagefiles import encode, one_bit_png
 
 # Pillow format names to save with, per format we expect to be detected.
 SAVE_AS = {
@@ -32,34 +41,8 @@ SAVE_AS = {
 }
 
 
-def encode(image, pillow_format, **options):
-    out = io.BytesIO()
-    image.save(out, pillow_format, **options)
-    return out.getvalue()
-
-
 def picture(size=(64, 48), mode="RGB", color="red"):
     return Image.new(mode, size, color)
-
-
-def png_chunk(kind, payload):
-    crc = zlib.crc32(kind + payload)
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def one_bit_png(width, height):
-    """A valid all-black 1-bit PNG, compressed row by row so that building a
-    huge one never holds its pixels in memory."""
-    compressor = zlib.compressobj(9)
-    row = bytes(1 + (width + 7) // 8)  # filter byte + packed bits
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", idat)
-        + png_chunk(b"IEND", b"")
-    )
 
 
 def ftyp(major, *compatible):
@@ -359,6 +342,158 @@ def test_shrink_applies_orientation_and_flattens_transparency():
     shrunk = opened(shrink_for_api(data, 600))
     assert shrunk.size == (600, 800)
     assert close_to(shrunk.getpixel((5, 5)), (255, 255, 255))
+
+
+# Bounded decoding
+
+
+@pytest.fixture
+def decodes_at_once(monkeypatch):
+    """The most decodes seen at the same moment, counted inside the decode slot."""
+    lock, inside, most = threading.Lock(), [0], [0]
+    load = images._load_reduced
+
+    def counted(image, size):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.05)  # hold the slot, so that the other threads pile up behind it
+            load(image, size)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(images, "_load_reduced", counted)
+    return most
+
+
+def test_decodes_never_exceed_the_per_process_bound(decode_slots, decodes_at_once):
+    decode_slots(2)
+    png = encode(picture((900, 700), color="blue"), "PNG")
+    jpeg = encode(picture((900, 700), color="blue"), "JPEG")
+    calls = [
+        lambda: inspect_image(png).thumbnail,
+        lambda: make_thumbnail(jpeg),
+        lambda: shrink_for_api(png, 300),
+    ] * 8
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        outputs = list(pool.map(lambda call: call(), calls))
+    assert all(outputs)
+    assert 1 <= decodes_at_once[0] <= 2
+
+
+def test_a_decode_that_gets_no_slot_in_time_is_busy_not_rejected(decode_slots):
+    decode_slots(1)
+    data = encode(picture(), "PNG")
+    with decode_slot():
+        with pytest.raises(ImageBusy) as busy:
+            inspect_image(data, wait=0.05)
+        with pytest.raises(ImageBusy):
+            make_thumbnail(data, wait=0)
+    assert busy.value.retry_after >= 1
+    assert not isinstance(busy.value, ImageRejected)
+    assert inspect_image(data, wait=0.05).thumbnail  # the slot is free again
+
+
+def test_a_header_refusal_needs_no_decode_slot(decode_slots):
+    decode_slots(1)
+    with decode_slot():
+        assert "limit" in rejection(one_bit_png(9000, 8000))
+
+
+def test_a_decode_takes_the_slots_its_memory_needs_all_at_once(decode_slots):
+    decode_slots(2, slot_pixels=10_000)
+    big, small = encode(picture((120, 100)), "PNG"), encode(picture((50, 50)), "PNG")
+    with decode_slot():  # one of the two slots is taken
+        with pytest.raises(ImageBusy):
+            inspect_image(big, wait=0.05)  # 12,000 pixels: two slots
+        assert inspect_image(small, wait=0.05).thumbnail  # 2,500 pixels: one slot
+    assert inspect_image(big, wait=0.05).thumbnail
+
+
+def test_a_format_that_decodes_into_several_copies_has_a_lower_pixel_limit(decode_slots):
+    decode_slots(2, slot_pixels=10_000)
+    message = rejection(encode(picture((120, 100)), "WEBP"))  # 4 copies: 48,000 > 20,000
+    assert "WEBP" in message and "5,000 pixels" in message
+    assert inspect_image(encode(picture((70, 70)), "WEBP")).thumbnail
+    assert inspect_image(encode(picture((120, 100)), "PNG")).thumbnail
+
+
+def test_the_engine_waits_for_a_slot_instead_of_failing(decode_slots):
+    decode_slots(1)
+    data = encode(picture((1200, 900)), "JPEG")
+    shrunk = []
+    with decode_slot():
+        waiting = threading.Thread(target=lambda: shrunk.append(shrink_for_api(data, 300)))
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive() and not shrunk  # it cannot decode while the slot is held
+    waiting.join(60)
+    assert opened(shrunk[0]).size == (400, 300)
+
+
+@pytest.fixture
+def jpeg_decoded_sizes(monkeypatch):
+    sizes = []
+    load = JpegImagePlugin.JpegImageFile.load
+
+    def recorded(self):
+        pixels = load(self)
+        sizes.append(self.size)
+        return pixels
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", recorded)
+    return sizes
+
+
+def test_a_jpeg_is_checked_and_thumbnailed_at_a_reduced_scale(jpeg_decoded_sizes):
+    data = encode(picture((4000, 3000)), "JPEG")
+    info = inspect_image(data)
+    assert (info.width, info.height) == (4000, 3000)
+    assert opened(info.thumbnail).size == (320, 240)
+    assert jpeg_decoded_sizes and all(w <= 1000 and h <= 750 for w, h in jpeg_decoded_sizes)
+
+
+def test_a_jpeg_shrinks_from_a_reduced_decode(jpeg_decoded_sizes):
+    data = encode(picture((4000, 3000)), "JPEG")
+    assert opened(shrink_for_api(data, 600)).size == (800, 600)
+    assert jpeg_decoded_sizes and all(w < 4000 and h < 3000 for w, h in jpeg_decoded_sizes)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_reducing_by_bands_gives_what_pillow_gives_for_the_whole_image(monkeypatch, mode):
+    noise = Image.effect_noise((1203, 957), 80)
+    image = Image.merge(mode, [noise, noise.rotate(90), noise.transpose(0), noise][: len(mode)])
+    monkeypatch.setattr(images, "BAND_BYTES", 1)  # as many bands as the factor allows
+    for factors in [(3, 2), (4, 4), (5, 7)]:
+        assert images._reduced_by_bands(image, factors).tobytes() == image.reduce(factors).tobytes()
+    expected = image.copy()
+    expected.thumbnail((320, 320), Image.Resampling.LANCZOS)
+    ours = images._upright_rgb(image, (320, 320))
+    assert ours.tobytes() == images._flatten_on_white(expected).tobytes()
+
+
+def test_the_largest_accepted_png_costs_one_decoded_image_of_memory():
+    """In a fresh process: the peak RSS an 8000 × 7999 RGBA check and
+    thumbnail add is one decoded image (4 bytes a pixel), not two or three."""
+    script = """
+import resource, sys
+from tests.imagefiles import flat_rgba_png
+from ximilar_portal.lib.images import inspect_image
+data = flat_rgba_png(8000, 7999)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+info = inspect_image(data)
+assert info.thumbnail and (info.width, info.height) == (8000, 7999)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    decoded = 8000 * 7999 * 4
+    assert int(done.stdout) < 1.25 * decoded
 
 
 def test_sha256_hex():

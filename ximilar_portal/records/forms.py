@@ -59,14 +59,19 @@ def format_custom_fields(fields: dict) -> str:
 
 
 def check_image_upload(upload) -> tuple:
-    """(bytes, ImageInfo) of an uploaded file, or ValidationError saying why not."""
+    """(bytes, ImageInfo with its thumbnail) of an uploaded file, or
+    ValidationError saying why not. ImageBusy (answered 503) when no decode
+    slot comes free in IMAGE_DECODE_WAIT seconds."""
     if upload.size > settings.UPLOAD_MAX_BYTES:
         limit = settings.UPLOAD_MAX_BYTES // (1024 * 1024)
         raise forms.ValidationError(f"The file is larger than {limit} MB.")
     data = upload.read()
     try:
         info = inspect_image(
-            data, max_pixels=settings.IMAGE_MAX_PIXELS, max_bytes=settings.UPLOAD_MAX_BYTES
+            data,
+            max_pixels=settings.IMAGE_MAX_PIXELS,
+            max_bytes=settings.UPLOAD_MAX_BYTES,
+            wait=settings.IMAGE_DECODE_WAIT,
         )
     except ImageRejected as error:
         raise forms.ValidationError(str(error)) from None

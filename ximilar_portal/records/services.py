@@ -8,13 +8,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from ximilar_portal.lib import urlfetch
-from ximilar_portal.lib.images import (
-    ImageInfo,
-    ImageRejected,
-    inspect_image,
-    make_thumbnail,
-    sha256_hex,
-)
+from ximilar_portal.lib.images import ImageInfo, ImageRejected, inspect_image, sha256_hex
 
 from .models import Preview, Record
 
@@ -99,10 +93,10 @@ def _attach_image(record: Record, data: bytes, info: ImageInfo, *, sha256: str) 
     record.first_frame_only = info.first_frame_only
     record.sha256 = sha256
     record.image.save("upload", ContentFile(data), save=False)
-    try:
-        record.thumbnail.save("thumb", ContentFile(make_thumbnail(data)), save=False)
+    if info.thumbnail:  # made by the decode that checked the upload
+        record.thumbnail.save("thumb", ContentFile(info.thumbnail), save=False)
         record.preview = Preview.READY
-    except ImageRejected:
+    else:
         record.preview = Preview.NONE
         log.warning("records.thumbnail_failed sha256=%s", record.sha256)
 
@@ -135,14 +129,16 @@ def record_fetch_preview(*, record_id: int) -> None:
             max_bytes=settings.UPLOAD_MAX_BYTES,
             timeout=settings.URL_FETCH_TIMEOUT,
         )
-        inspect_image(
+        info = inspect_image(
             fetched.body, max_pixels=settings.IMAGE_MAX_PIXELS, max_bytes=settings.UPLOAD_MAX_BYTES
         )
-        thumbnail = make_thumbnail(fetched.body)
     except (urlfetch.FetchRefused, ImageRejected) as error:
         _mark_no_preview(record, str(error))
         return
-    record.thumbnail.save("thumb", ContentFile(thumbnail), save=False)
+    if not info.thumbnail:
+        _mark_no_preview(record, "The image could not be made into a preview.")
+        return
+    record.thumbnail.save("thumb", ContentFile(info.thumbnail), save=False)
     Record.objects.filter(pk=record.pk).update(
         thumbnail=record.thumbnail.name, preview=Preview.READY, preview_error=""
     )
