@@ -95,8 +95,10 @@ def batch_add_file(
 
 
 def _create_in_batch(batch, user, *, name, image=None, url="", allow_duplicate) -> BatchItem:
+    """The record and its item are saved together: never one without the other."""
+    added = []
     try:
-        record = services.record_create(
+        services.record_create(
             team=batch.team,
             user=user,
             fields=_shared_fields(batch),
@@ -104,6 +106,9 @@ def _create_in_batch(batch, user, *, name, image=None, url="", allow_duplicate) 
             url=url,
             batch=batch,
             allow_duplicate=allow_duplicate,
+            along=lambda record: added.append(
+                _add_item(batch, name=name, status=ItemStatus.ACCEPTED, record=record)
+            ),
         )
     except services.DuplicateContent as duplicate:
         return _add_item(
@@ -113,7 +118,7 @@ def _create_in_batch(batch, user, *, name, image=None, url="", allow_duplicate) 
             message=str(duplicate),
             duplicate_of=duplicate.existing,
         )
-    return _add_item(batch, name=name, status=ItemStatus.ACCEPTED, record=record)
+    return added[0]
 
 
 # --- URLs ----------------------------------------------------------------------------------

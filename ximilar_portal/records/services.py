@@ -45,10 +45,13 @@ def record_create(
     url: str = "",
     batch=None,
     allow_duplicate: bool = False,
+    along=None,
 ) -> Record:
     """`fields` holds `ximilar_id` (blank: generated), product_id, category,
     price, tags and the custom fields, as the record form cleans them.
-    Raises DuplicateContent (unless allowed) or DuplicateId."""
+    `along(record)` writes what must exist with the record, in its transaction.
+    Raises DuplicateContent (unless allowed) or DuplicateId; a storage failure
+    (StorageUnavailable) or a database one leaves no file behind."""
     record = Record(
         team=team,
         created_by=user,
@@ -71,6 +74,8 @@ def record_create(
     try:
         with transaction.atomic():
             record.save()
+            if along:
+                along(record)
     except Exception as error:  # a taken _id, a locked database: no file without its row
         delete_files(record.image, record.thumbnail)
         if isinstance(error, IntegrityError):
