@@ -19,6 +19,7 @@ import pytest
 from django.core.files.storage import FileSystemStorage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from ximilar_portal.accounts.services import credential_set
@@ -251,8 +252,13 @@ def test_the_history_during_a_lock_answers_503_then_opens(owner, short_lock_wait
     team = owner.memberships.get().team
     Record.objects.bulk_create([Record(team=team, ximilar_id="new")])  # to summarise on visit
     client = client_for(owner)
-    with database_locked("history_recordsummary", "history_syncmark"):
+    with (
+        database_locked("history_recordsummary", "history_syncmark"),
+        CaptureQueriesContext(connection) as queries,
+    ):
         assert_unavailable(client.get(reverse("history:list")), b"database is busy")
+    first = queries.captured_queries[0]["sql"]
+    assert first in ("PRAGMA busy_timeout = 500", "SET lock_timeout = 500"), "a person waits less"
     response = client.get(reverse("history:list"))
     assert response.status_code == 200
     assert b"new" in response.content

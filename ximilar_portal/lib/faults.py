@@ -77,6 +77,8 @@ def server_error(request):
 
 @contextmanager
 def web_lock_timeout():
+    """Set before the request's first query (a request that never queries opens
+    no connection), restored after its last."""
     seconds = settings.DATABASE_WEB_LOCK_TIMEOUT
     if connection.vendor == "sqlite":
         start = f"PRAGMA busy_timeout = {int(seconds * 1000)}"
@@ -86,18 +88,22 @@ def web_lock_timeout():
     else:  # pragma: no cover - the portal runs on SQLite or PostgreSQL
         yield
         return
-    _run(start)
+    used = []
+
+    def first_query_sets_the_wait(execute, sql, params, many, context):
+        if not used:
+            used.append(True)
+            context["cursor"].execute(start)
+        return execute(sql, params, many, context)
+
     try:
-        yield
+        with connection.execute_wrapper(first_query_sets_the_wait):
+            yield
     finally:
-        if connection.connection is not None and not connection.needs_rollback:
-            _run(restore)
+        if used and connection.connection is not None and not connection.needs_rollback:
+            with connection.cursor() as cursor:
+                cursor.execute(restore)
 
 
 def _sqlite_timeout() -> float:
     return connection.settings_dict.get("OPTIONS", {}).get("timeout", 5)
-
-
-def _run(statement: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(statement)
