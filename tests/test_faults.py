@@ -27,6 +27,7 @@ from ximilar_portal.celery import app
 from ximilar_portal.history import tasks as history_tasks
 from ximilar_portal.history.models import Export
 from ximilar_portal.history.services import summary_refresh
+from ximilar_portal.lib import background
 from ximilar_portal.lib.images import make_thumbnail
 from ximilar_portal.records import batches
 from ximilar_portal.records import tasks as records_tasks
@@ -232,6 +233,30 @@ def test_an_upload_during_a_lock_answers_503_and_keeps_nothing(owner, media, sho
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_import_during_a_lock_saves_nothing_or_is_finished_later(
+    owner, media, short_lock_wait, settings
+):
+    client = client_for(owner)
+    rows = b"_id,_url\na,https://example.com/a.jpg\n"
+    with database_locked("records_uploadbatch"):
+        response = client.post("/records/import/", {"file": SimpleUploadedFile("a.csv", rows)})
+    assert_unavailable(response, b"database is busy")
+    assert not UploadBatch.objects.exists() and stored_files(media) == []
+    if connection.vendor == "sqlite":
+        return  # SQLite locks the whole file: the batch row is the first write refused
+
+    with database_locked("records_batchitem"):  # the batch is saved, its rows' check is not
+        response = client.post("/records/import/", {"file": SimpleUploadedFile("b.csv", rows)})
+    assert response.status_code == 302
+    batch = UploadBatch.objects.get()
+    assert batch.state == "parsing" and not batch.items.exists()
+    settings.BACKGROUND_SWEEP_GRACE_SECONDS = 0
+    assert background.stale(UploadBatch.objects.filter(pk=batch.pk)).exists(), "for the sweep"
+    batches.import_check(batch_id=batch.pk)  # as the worker the sweep hands it to
+    assert UploadBatch.objects.get().state == "preview"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_submit_during_a_lock_answers_503_and_sends_nothing(owner, short_lock_wait):
     team = owner.memberships.get().team
     credential_set(team=team, token=SANDBOX_TOKEN, user=owner)
@@ -401,7 +426,6 @@ def test_a_copy_of_a_task_delivered_twice_does_nothing_the_second_time(owner, se
     team = owner.memberships.get().team
     batch = batches.batch_create(team=team, user=owner, kind="import")
     UploadBatch.objects.filter(pk=batch.pk).update(state="importing")
-    from ximilar_portal.lib import background
 
     waiting = UploadBatch.objects.filter(pk=batch.pk, state="importing")
     assert background.claim(waiting)

@@ -1,16 +1,18 @@
 """Writes for upload batches: many files (one request each), a list of URLs,
 and bulk imports (check every row first, then create them all in one go)."""
 
+import contextlib
 import logging
 import time
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import DatabaseError, OperationalError, transaction
 from django.utils import timezone
 
 from ximilar_portal.lib import background
+from ximilar_portal.lib.faults import database_busy
 from ximilar_portal.lib.storage import delete_files, save_file
 
 from . import codec, services
@@ -155,10 +157,24 @@ def import_start(*, team, user, name: str, data: bytes, allow_duplicates: bool) 
         lease_until=timezone.now(),
     )
     if len(data) <= INLINE_IMPORT_BYTES:
-        import_check(batch_id=batch.pk)
+        _inline(import_check, batch.pk)
     else:
         _enqueue("records.import_check", batch.pk)
     return batch
+
+
+def _inline(step, batch_id: int) -> None:
+    """A small import's step, run in the request. The batch is already saved:
+    if the database is locked meanwhile, its page shows it waiting and the
+    sweep has a worker finish it, rather than a 503 saying nothing was saved."""
+    try:
+        step(batch_id=batch_id)
+    except OperationalError as error:
+        if not database_busy(error):
+            raise
+        log.warning("records.import_left_to_sweep batch=%s error=%r", batch_id, error)
+        with contextlib.suppress(DatabaseError):  # the step's hold, if it took one
+            background.release(UploadBatch.objects.filter(pk=batch_id))
 
 
 def _enqueue(task_name: str, batch_id: int) -> None:
@@ -295,7 +311,7 @@ def import_confirm(*, batch) -> None:
     if not updated:
         return
     if batch.items.filter(status=ItemStatus.ACCEPTED).count() <= INLINE_COMMIT_ROWS:
-        import_commit(batch_id=batch.pk)
+        _inline(import_commit, batch.pk)
     else:
         _enqueue("records.import_commit", batch.pk)
 
