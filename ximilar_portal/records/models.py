@@ -69,7 +69,11 @@ class Record(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["team", "image_url"], name="records_team_url")]
+        indexes = [
+            models.Index(fields=["team", "image_url"], name="records_team_url"),
+            # The sweep of pending previews reads these every tick.
+            models.Index(fields=["preview", "preview_lease_until"], name="records_preview_lease"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["team", "ximilar_id"], name="unique_id_per_team")
         ]
