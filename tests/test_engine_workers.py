@@ -240,7 +240,7 @@ def test_it_finishes_work_submitted_while_the_broker_was_down(
         timeout=60,
     )
     assert submitted.returncode == 0, submitted.stderr[-2000:]
-    assert "submission.enqueue_failed" in submitted.stderr
+    assert "queue.enqueue_failed task=submissions.process" in submitted.stderr
     assert time.monotonic() - started < 30, "the submit did not hang on the broker"
     job_states = set(RecordJob.objects.values_list("state", flat=True))
     assert job_states == {JobState.QUEUED}, "the records wait"

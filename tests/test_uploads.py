@@ -240,7 +240,7 @@ def test_an_upload_that_gets_no_decode_slot_answers_503_and_stores_nothing(
         )
         page = client.post("/records/new/", {"image": SimpleUploadedFile("a.jpg", JPEG)})
     assert answer.status_code == 503 and int(answer["Retry-After"]) >= 1
-    assert answer.json()["status"] == "busy" and "try again" in answer.json()["message"]
+    assert answer.json()["status"] == "unavailable" and "try again" in answer.json()["message"]
     assert page.status_code == 503 and int(page["Retry-After"]) >= 1
     assert "try again" in page.content.decode()
     assert not Record.objects.exists() and not BatchItem.objects.exists()

@@ -111,6 +111,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "ximilar_portal.lib.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Around everything that may touch the database: a lock, a full storage or no
+    # image decode slot in time is a 503 with Retry-After.
+    "ximilar_portal.lib.faults.FaultMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -119,8 +122,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ximilar_portal.accounts.middleware.ActiveTeamMiddleware",
     "ximilar_portal.audit.middleware.AuditRequestMiddleware",
-    # A temporary shortage (no image decode slot in time) answers 503 with Retry-After.
-    "ximilar_portal.lib.busy.BusyMiddleware",
     # Last, as django-axes asks: turns a locked-out login into its lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -163,6 +164,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not memory, so a Celery worker process can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-portal.sqlite3")}
+
+# Seconds a web request waits for a database lock (SQLite busy timeout, PostgreSQL
+# lock_timeout) before answering 503 with Retry-After; workers keep the longer wait.
+DATABASE_WEB_LOCK_TIMEOUT = env_float("DATABASE_WEB_LOCK_TIMEOUT", 5.0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -273,8 +278,15 @@ CELERY_SWEEP_SECONDS = env_float("CELERY_SWEEP_SECONDS", 15.0)
 HISTORY_SYNC_SECONDS = env_float("HISTORY_SYNC_SECONDS", 30.0)
 # The queue tasks go to and workers read (separate deployments, or tests, on one broker).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
+# Background work (previews, imports, exports) handed to the broker or held by a
+# worker this long without moving is handed over again by its app's sweep; a worker
+# holds a piece of work for BACKGROUND_LEASE_SECONDS, renewed while it runs.
+BACKGROUND_SWEEP_GRACE_SECONDS = env_float("BACKGROUND_SWEEP_GRACE_SECONDS", 120.0)
+BACKGROUND_LEASE_SECONDS = env_float("BACKGROUND_LEASE_SECONDS", 300.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "submissions.sweep", "schedule": CELERY_SWEEP_SECONDS},
+    "records-sweep": {"task": "records.sweep", "schedule": CELERY_SWEEP_SECONDS},
+    "exports-sweep": {"task": "history.sweep_exports", "schedule": CELERY_SWEEP_SECONDS},
     # Summaries of jobs moved without a refresh call (see history.services).
     "history-sync": {"task": "history.sync", "schedule": HISTORY_SYNC_SECONDS},
 }

@@ -9,3 +9,6 @@ urlpatterns = [
     path("audit/", include("ximilar_portal.audit.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# A locked database or a full storage answers 503 even when raised outside a view.
+handler500 = "ximilar_portal.lib.faults.server_error"

@@ -1,6 +1,7 @@
 // Upload page: every dropped or picked file goes in its own request (a few at
 // a time), so one bad file never stops the others. Each row shows its status;
-// a duplicate can be added anyway with one click. The server keeps the list,
+// a duplicate can be added anyway, and a file the server could not store
+// (503) sent again, with one click. The server keeps the list,
 // so a reload shows the same.
 (function () {
   var drop = document.getElementById("drop");
@@ -46,15 +47,21 @@
     if (answer.duplicate_url) {
       detail.appendChild(document.createTextNode(" · "));
       detail.appendChild(link(answer.duplicate_url, "see the existing record"));
-      var again = document.createElement("button");
-      again.type = "button"; again.className = "button small"; again.textContent = "Add anyway";
-      again.addEventListener("click", function () {
-        again.remove();
-        enqueue({ file: job.file, tr: tr, anyway: true });
-      });
-      detail.appendChild(document.createTextNode(" "));
-      detail.appendChild(again);
+      sendAgain(detail, "Add anyway", { file: job.file, tr: tr, anyway: true });
     }
+    // 503: the storage or the database was busy and nothing was saved.
+    if (answer.status === "unavailable") sendAgain(detail, "Try again", job);
+  }
+
+  function sendAgain(detail, label, job) {
+    var again = document.createElement("button");
+    again.type = "button"; again.className = "button small"; again.textContent = label;
+    again.addEventListener("click", function () {
+      again.remove();
+      enqueue(job);
+    });
+    detail.appendChild(document.createTextNode(" "));
+    detail.appendChild(again);
   }
 
   var BUSY_RETRIES = 5;

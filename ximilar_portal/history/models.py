@@ -161,6 +161,9 @@ class Export(models.Model):
     rows = models.PositiveIntegerField(default=0)
     file = models.FileField(upload_to=export_path, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    # While running: handed to the broker at (past) or held by a worker until
+    # (future); see lib/background.py.
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

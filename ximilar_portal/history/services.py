@@ -13,6 +13,7 @@ anything.
 
 import logging
 import tempfile
+import time
 from collections import defaultdict
 
 from django.core.files import File
@@ -22,7 +23,9 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from ximilar_portal.audit.services import audit_record
+from ximilar_portal.lib import background
 from ximilar_portal.lib.rows import insert_statements, statements_run, upsert_statements
+from ximilar_portal.lib.storage import save_file
 from ximilar_portal.records.models import Record
 from ximilar_portal.submissions.models import RecordJob, Result
 
@@ -290,7 +293,12 @@ def export_create(*, team, user, fmt: str, query: str, record_ids) -> Export:
     """A background export: the file is written by a worker; its page links it."""
     with transaction.atomic():
         export = Export.objects.create(
-            team=team, created_by=user, format=fmt, query=query, record_ids=list(record_ids or [])
+            team=team,
+            created_by=user,
+            format=fmt,
+            query=query,
+            record_ids=list(record_ids or []),
+            lease_until=timezone.now(),
         )
         transaction.on_commit(lambda: _export_enqueue(export.pk))
     log.info("history.export_queued id=%s format=%s", export.pk, fmt)
@@ -300,35 +308,42 @@ def export_create(*, team, user, fmt: str, query: str, record_ids) -> Export:
 def _export_enqueue(export_id: int) -> None:
     from .tasks import run_export
 
-    try:
-        run_export.delay(export_id)
-    except Exception:
-        log.exception("history.export_enqueue_failed id=%s", export_id)
-        Export.objects.filter(pk=export_id).update(
-            state=ExportState.FAILED, error_message="The task queue is not reachable; try again."
-        )
+    background.enqueue(run_export, export_id)  # a broker that is down: exports_sweep
+
+
+def exports_sweep() -> int:
+    """Hand over again the exports still running that nobody holds (the broker
+    was down, or lost the task, or the worker died)."""
+    from .tasks import run_export
+
+    return background.hand_over_again(Export.objects.filter(state=ExportState.RUNNING), run_export)
 
 
 def export_run(*, export_id: int) -> None:
     """Write the export file at constant memory (a temporary file on disk, then
     the media storage), and mark it ready."""
-    export = Export.objects.select_related("team", "created_by").filter(pk=export_id).first()
-    if export is None or export.state != ExportState.RUNNING:
-        return
+    running = Export.objects.filter(pk=export_id, state=ExportState.RUNNING)
+    if not background.claim(running):
+        return  # done, or another worker holds it
+    export = Export.objects.select_related("team", "created_by").get(pk=export_id)
     qs = export_queryset(export)
     try:
         with tempfile.TemporaryFile("w+b") as file:
-            rows = _write_export(file, qs, export.format)
+            rows = _write_export(file, qs, export.format, still_running=running)
             file.seek(0)
-            export.file.save(f"export.{export.format}", File(file), save=False)
+            save_file(export.file, f"export.{export.format}", File(file))
     except Exception as error:
         log.exception("history.export_failed id=%s", export_id)
         Export.objects.filter(pk=export_id).update(
-            state=ExportState.FAILED, error_message=str(error)[:500], finished_at=timezone.now()
+            state=ExportState.FAILED,
+            error_message=str(error)[:500],
+            finished_at=timezone.now(),
+            lease_until=None,
         )
         return
     export.state, export.rows, export.finished_at = ExportState.DONE, rows, timezone.now()
-    export.save(update_fields=["file", "state", "rows", "finished_at"])
+    export.lease_until = None
+    export.save(update_fields=["file", "state", "rows", "finished_at", "lease_until"])
     log.info("history.export_done id=%s rows=%s", export_id, rows)
 
 
@@ -345,9 +360,17 @@ def export_queryset(export):
     return selectors.ordered(qs, sort)
 
 
-def _write_export(file, qs, fmt) -> int:
+# A worker writing a long export renews its hold this often.
+EXPORT_RENEW_SECONDS = 30
+
+
+def _write_export(file, qs, fmt, *, still_running) -> int:
     from .exports import export_stream
 
+    renewed = time.monotonic()
     for piece in export_stream(qs, fmt):
         file.write(piece.encode())
+        if time.monotonic() - renewed >= EXPORT_RENEW_SECONDS:
+            still_running.update(**background.held())
+            renewed = time.monotonic()
     return qs.count()

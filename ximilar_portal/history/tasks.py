@@ -1,5 +1,7 @@
 from celery import shared_task
 
+from ximilar_portal.lib.background import periodic
+
 from . import services
 
 
@@ -9,5 +11,12 @@ def run_export(export_id: int) -> None:
 
 
 @shared_task(name="history.sync")
+@periodic
 def sync() -> None:
     services.summaries_sync_all()
+
+
+@shared_task(name="history.sweep_exports")
+@periodic
+def sweep_exports() -> None:
+    services.exports_sweep()

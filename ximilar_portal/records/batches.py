@@ -1,11 +1,19 @@
 """Writes for upload batches: many files (one request each), a list of URLs,
 and bulk imports (check every row first, then create them all in one go)."""
 
+import contextlib
 import logging
+import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.core.files.base import ContentFile
+from django.db import DatabaseError, OperationalError, transaction
+from django.utils import timezone
+
+from ximilar_portal.lib import background
+from ximilar_portal.lib.faults import database_busy
+from ximilar_portal.lib.storage import delete_files, save_file
 
 from . import codec, services
 from .models import BatchItem, BatchKind, BatchState, ItemStatus, Preview, Record, UploadBatch
@@ -20,9 +28,13 @@ PROGRESS_EVERY = 500
 LOOKUP_CHUNK = 500
 
 
-def batch_create(*, team, user, kind: str, shared: dict | None = None) -> UploadBatch:
+def batch_create(
+    *, team, user, kind: str, shared: dict | None = None, source=None, **attrs
+) -> UploadBatch:
+    """`source` is an import's (name, bytes): stored first, and removed again
+    if the row cannot be saved, so no file is kept without its batch."""
     shared = shared or {}
-    batch = UploadBatch.objects.create(
+    batch = UploadBatch(
         team=team,
         created_by=user,
         kind=kind,
@@ -30,7 +42,16 @@ def batch_create(*, team, user, kind: str, shared: dict | None = None) -> Upload
         category=shared.get("category", ""),
         tags=shared.get("tags", []),
         fields=shared.get("custom_fields", {}),
+        **attrs,
     )
+    if source:
+        save_file(batch.source, "import", ContentFile(source[1]))
+    try:
+        with transaction.atomic():
+            batch.save()
+    except Exception:
+        delete_files(batch.source)
+        raise
     log.info("records.batch_created id=%s kind=%s", batch.pk, kind)
     return batch
 
@@ -76,8 +97,10 @@ def batch_add_file(
 
 
 def _create_in_batch(batch, user, *, name, image=None, url="", allow_duplicate) -> BatchItem:
+    """The record and its item are saved together: never one without the other."""
+    added = []
     try:
-        record = services.record_create(
+        services.record_create(
             team=batch.team,
             user=user,
             fields=_shared_fields(batch),
@@ -85,6 +108,9 @@ def _create_in_batch(batch, user, *, name, image=None, url="", allow_duplicate) 
             url=url,
             batch=batch,
             allow_duplicate=allow_duplicate,
+            along=lambda record: added.append(
+                _add_item(batch, name=name, status=ItemStatus.ACCEPTED, record=record)
+            ),
         )
     except services.DuplicateContent as duplicate:
         return _add_item(
@@ -94,7 +120,7 @@ def _create_in_batch(batch, user, *, name, image=None, url="", allow_duplicate) 
             message=str(duplicate),
             duplicate_of=duplicate.existing,
         )
-    return _add_item(batch, name=name, status=ItemStatus.ACCEPTED, record=record)
+    return added[0]
 
 
 # --- URLs ----------------------------------------------------------------------------------
@@ -119,39 +145,70 @@ def batch_add_urls(*, batch, user, urls: list[str]) -> list[BatchItem]:
 
 def import_start(*, team, user, name: str, data: bytes, allow_duplicates: bool) -> UploadBatch:
     """Keep the file and check its rows now (small files) or in a worker."""
-    from django.core.files.base import ContentFile
-
     batch = batch_create(
-        team=team, user=user, kind=BatchKind.IMPORT, shared={"allow_duplicates": allow_duplicates}
+        team=team,
+        user=user,
+        kind=BatchKind.IMPORT,
+        shared={"allow_duplicates": allow_duplicates},
+        source=(name, data),
+        source_name=name[:255],
+        source_format=codec.detect_format(name, data),
+        state=BatchState.PARSING,
+        lease_until=timezone.now(),
     )
-    batch.source_name = name[:255]
-    batch.source_format = codec.detect_format(name, data)
-    batch.state = BatchState.PARSING
-    batch.source.save("import", ContentFile(data), save=False)
-    batch.save()
     if len(data) <= INLINE_IMPORT_BYTES:
-        import_check(batch_id=batch.pk)
+        _inline(import_check, batch.pk)
     else:
         _enqueue("records.import_check", batch.pk)
     return batch
 
 
+def _inline(step, batch_id: int) -> None:
+    """A small import's step, run in the request. The batch is already saved:
+    if the database is locked meanwhile, its page shows it waiting and the
+    sweep has a worker finish it, rather than a 503 saying nothing was saved."""
+    try:
+        step(batch_id=batch_id)
+    except OperationalError as error:
+        if not database_busy(error):
+            raise
+        log.warning("records.import_left_to_sweep batch=%s error=%r", batch_id, error)
+        with contextlib.suppress(DatabaseError):  # the step's hold, if it took one
+            background.release(UploadBatch.objects.filter(pk=batch_id))
+
+
 def _enqueue(task_name: str, batch_id: int) -> None:
+    background.enqueue_on_commit(_task(task_name), batch_id)
+
+
+def _task(task_name: str):
     from . import tasks  # tasks import this module
 
-    task = {
+    return {
         "records.import_check": tasks.import_check,
         "records.import_commit": tasks.import_commit,
-    }
-    transaction.on_commit(lambda: task[task_name].delay(batch_id))
+    }[task_name]
+
+
+def imports_sweep() -> int:
+    """Hand over again the imports left checking or importing (the broker was
+    down, or lost the task) once nobody holds them."""
+    sent = 0
+    for state, task_name in (
+        (BatchState.PARSING, "records.import_check"),
+        (BatchState.IMPORTING, "records.import_commit"),
+    ):
+        waiting = UploadBatch.objects.filter(kind=BatchKind.IMPORT, state=state)
+        sent += background.hand_over_again(waiting, _task(task_name))
+    return sent
 
 
 def import_check(*, batch_id: int) -> None:
     """Read every row and store it as accepted (with the record to create) or
     rejected (with the reason). Nothing is created here."""
+    if not background.claim(UploadBatch.objects.filter(pk=batch_id, state=BatchState.PARSING)):
+        return  # done, or another worker holds it
     batch = UploadBatch.objects.get(pk=batch_id)
-    if batch.state != BatchState.PARSING:
-        return
     BatchItem.objects.filter(batch=batch).delete()  # a repeated delivery starts over
     with batch.source.open("rb") as source:
         data = source.read()
@@ -169,7 +226,9 @@ def _check_rows(batch, rows) -> list[BatchItem]:
     for position, row in rows:
         items.append(_check_row(position, row, seen_ids, seen_urls))
         if len(items) % PROGRESS_EVERY == 0:
-            UploadBatch.objects.filter(pk=batch.pk).update(processed=len(items))
+            UploadBatch.objects.filter(pk=batch.pk).update(
+                processed=len(items), **background.held()
+            )
     _mark_existing(batch, [item for item in items if item.status == ItemStatus.ACCEPTED])
     return items
 
@@ -239,7 +298,7 @@ def _store_items(batch, items) -> None:
 def _finish(batch, state, *, error="") -> None:
     total = batch.items.count()
     UploadBatch.objects.filter(pk=batch.pk).update(
-        state=state, error=error[:500], total=total, processed=total
+        state=state, error=error[:500], total=total, processed=total, lease_until=None
     )
     log.info("records.batch_state id=%s state=%s rows=%s", batch.pk, state, total)
 
@@ -247,12 +306,12 @@ def _finish(batch, state, *, error="") -> None:
 def import_confirm(*, batch) -> None:
     """The user saw the preview and wants the accepted rows."""
     updated = UploadBatch.objects.filter(pk=batch.pk, state=BatchState.PREVIEW).update(
-        state=BatchState.IMPORTING
+        state=BatchState.IMPORTING, lease_until=timezone.now()
     )
     if not updated:
         return
     if batch.items.filter(status=ItemStatus.ACCEPTED).count() <= INLINE_COMMIT_ROWS:
-        import_commit(batch_id=batch.pk)
+        _inline(import_commit, batch.pk)
     else:
         _enqueue("records.import_commit", batch.pk)
 
@@ -260,16 +319,16 @@ def import_confirm(*, batch) -> None:
 def import_commit(*, batch_id: int) -> int:
     """Create every accepted row in one transaction. Rows whose `_id` was
     taken since the preview are rejected now rather than failing the lot."""
+    if not background.claim(UploadBatch.objects.filter(pk=batch_id, state=BatchState.IMPORTING)):
+        return 0  # done, or another worker holds it
     batch = UploadBatch.objects.get(pk=batch_id)
-    if batch.state != BatchState.IMPORTING:
-        return 0
     items = list(batch.items.filter(status=ItemStatus.ACCEPTED))
     taken = _existing(batch.team, "ximilar_id", [item.data["ximilar_id"] for item in items])
     records = [_record_from(batch, item) for item in items if item.data["ximilar_id"] not in taken]
     with transaction.atomic():
         Record.objects.bulk_create(records, batch_size=500)
         _reject_taken(batch, taken)
-        UploadBatch.objects.filter(pk=batch.pk).update(state=BatchState.DONE)
+        UploadBatch.objects.filter(pk=batch.pk).update(state=BatchState.DONE, lease_until=None)
     if records:
         _enqueue_previews(batch)
     log.info("records.imported batch=%s count=%s", batch.pk, len(records))
@@ -285,6 +344,7 @@ def _record_from(batch, item) -> Record:
         batch=batch,
         price=None if price is None else Decimal(price),
         preview=Preview.PENDING,
+        preview_lease_until=timezone.now(),
         **data,
     )
 
@@ -299,11 +359,18 @@ def _reject_taken(batch, taken) -> None:
 def _enqueue_previews(batch) -> None:
     from .tasks import fetch_batch_previews
 
-    transaction.on_commit(lambda: fetch_batch_previews.delay(batch.pk))
+    background.enqueue_on_commit(fetch_batch_previews, batch.pk)
 
 
 def batch_fetch_previews(*, batch_id: int) -> None:
-    """Thumbnails for an import's URL records, one after another."""
+    """Thumbnails for an import's URL records, one after another. The ones
+    still to come are marked as handed over now and then, so the sweep does not
+    start a second task on a batch this one is still working through."""
     pending = Record.objects.filter(batch_id=batch_id, preview=Preview.PENDING)
-    for record_id in pending.values_list("pk", flat=True).iterator():
+    every = settings.BACKGROUND_SWEEP_GRACE_SECONDS / 3
+    marked = -every
+    for record_id in list(pending.values_list("pk", flat=True)):
+        if time.monotonic() - marked >= every:
+            background.mark_handed_over(pending, services.PREVIEW_LEASE)
+            marked = time.monotonic()
         services.record_fetch_preview(record_id=record_id)

@@ -63,10 +63,17 @@ class Record(models.Model):
     # URL could not be fetched (the record is kept and sent to Ximilar as is).
     preview = models.CharField(max_length=8, choices=Preview.choices, blank=True)
     preview_error = models.CharField(max_length=300, blank=True)
+    # While pending: when the preview was handed to the broker (past) or until
+    # when a worker holds it (future); see lib/background.py.
+    preview_lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["team", "image_url"], name="records_team_url")]
+        indexes = [
+            models.Index(fields=["team", "image_url"], name="records_team_url"),
+            # The sweep of pending previews reads these every tick.
+            models.Index(fields=["preview", "preview_lease_until"], name="records_preview_lease"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["team", "ximilar_id"], name="unique_id_per_team")
         ]
@@ -138,6 +145,9 @@ class UploadBatch(models.Model):
     total = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=500, blank=True)
+    # While checking rows or importing: handed to the broker at (past) or held
+    # by a worker until (future); see lib/background.py.
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -6,9 +6,11 @@ import uuid
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from ximilar_portal.lib import urlfetch
+from ximilar_portal.lib import background, urlfetch
 from ximilar_portal.lib.images import ImageInfo, ImageRejected, inspect_image, sha256_hex
+from ximilar_portal.lib.storage import StorageUnavailable, delete_files, save_file
 
 from .models import Preview, Record
 
@@ -37,10 +39,13 @@ def record_create(
     url: str = "",
     batch=None,
     allow_duplicate: bool = False,
+    along=None,
 ) -> Record:
     """`fields` holds `ximilar_id` (blank: generated), product_id, category,
     price, tags and the custom fields, as the record form cleans them.
-    Raises DuplicateContent (unless allowed) or DuplicateId."""
+    `along(record)` writes what must exist with the record, in its transaction.
+    Raises DuplicateContent (unless allowed) or DuplicateId; a storage failure
+    (StorageUnavailable) or a database one leaves no file behind."""
     record = Record(
         team=team,
         created_by=user,
@@ -53,6 +58,7 @@ def record_create(
         tags=fields.get("tags", []),
         fields=fields.get("custom_fields", {}),
         preview=Preview.PENDING if url else "",
+        preview_lease_until=timezone.now() if url else None,
     )
     sha256 = sha256_hex(image[0]) if image else ""
     if not allow_duplicate:
@@ -62,9 +68,13 @@ def record_create(
     try:
         with transaction.atomic():
             record.save()
-    except IntegrityError:
-        _delete_files(record)
-        raise DuplicateId(record.ximilar_id) from None
+            if along:
+                along(record)
+    except Exception as error:  # a taken _id, a locked database: no file without its row
+        delete_files(record.image, record.thumbnail)
+        if isinstance(error, IntegrityError):
+            raise DuplicateId(record.ximilar_id) from None
+        raise
     if url:
         _enqueue_preview(record)
     log.info("records.created team=%s record=%s", team.pk, record.pk)
@@ -92,35 +102,41 @@ def _attach_image(record: Record, data: bytes, info: ImageInfo, *, sha256: str) 
     record.width, record.height = info.width, info.height
     record.first_frame_only = info.first_frame_only
     record.sha256 = sha256
-    record.image.save("upload", ContentFile(data), save=False)
-    if info.thumbnail:  # made by the decode that checked the upload
-        record.thumbnail.save("thumb", ContentFile(info.thumbnail), save=False)
+    thumbnail = info.thumbnail  # made by the decode that checked the upload
+    if thumbnail:
         record.preview = Preview.READY
     else:
         record.preview = Preview.NONE
         log.warning("records.thumbnail_failed sha256=%s", record.sha256)
-
-
-def _delete_files(record: Record) -> None:
-    for field in (record.image, record.thumbnail):
-        if field:
-            field.delete(save=False)
+    save_file(record.image, "upload", ContentFile(data))
+    if thumbnail:
+        try:
+            save_file(record.thumbnail, "thumb", ContentFile(thumbnail))
+        except StorageUnavailable:
+            delete_files(record.image)
+            raise
 
 
 def _enqueue_preview(record: Record) -> None:
     from .tasks import fetch_preview  # tasks import services
 
-    transaction.on_commit(lambda: fetch_preview.delay(record.pk))
+    background.enqueue_on_commit(fetch_preview, record.pk)
 
 
 # --- Previews of URL records ------------------------------------------------------------
+
+PREVIEW_LEASE = "preview_lease_until"
 
 
 def record_fetch_preview(*, record_id: int) -> None:
     """Download a URL record's image once (every hop checked, size and time
     capped) to make its thumbnail. Any failure keeps the record, marked as
-    having no preview; the URL is still what Ximilar gets."""
-    record = Record.objects.filter(pk=record_id, preview=Preview.PENDING).first()
+    having no preview; the URL is still what Ximilar gets. A copy of the task
+    delivered twice finds the record held (or done) and does nothing."""
+    pending = Record.objects.filter(pk=record_id, preview=Preview.PENDING)
+    if not background.claim(pending, field=PREVIEW_LEASE):
+        return
+    record = pending.first()
     if record is None or not record.image_url:
         return
     try:
@@ -138,15 +154,37 @@ def record_fetch_preview(*, record_id: int) -> None:
     if not info.thumbnail:
         _mark_no_preview(record, "The image could not be made into a preview.")
         return
-    record.thumbnail.save("thumb", ContentFile(info.thumbnail), save=False)
+    try:
+        save_file(record.thumbnail, "thumb", ContentFile(info.thumbnail))
+    except StorageUnavailable:  # stays pending: the sweep tries again after the grace period
+        background.release(pending, PREVIEW_LEASE)
+        return
     Record.objects.filter(pk=record.pk).update(
-        thumbnail=record.thumbnail.name, preview=Preview.READY, preview_error=""
+        thumbnail=record.thumbnail.name,
+        preview=Preview.READY,
+        preview_error="",
+        preview_lease_until=None,
     )
     log.info("records.preview_ready record=%s", record.pk)
 
 
+def previews_sweep() -> int:
+    """Hand over again the previews still pending after the grace period (the
+    broker was down, or lost the task): a whole batch at once, or one record."""
+    from .tasks import fetch_batch_previews, fetch_preview
+
+    pending = Record.objects.filter(preview=Preview.PENDING)
+    batched, single = pending.filter(batch__isnull=False), pending.filter(batch__isnull=True)
+    sent = background.hand_over_again(
+        batched, fetch_batch_previews, field=PREVIEW_LEASE, by="batch_id"
+    )
+    return sent + background.hand_over_again(single, fetch_preview, field=PREVIEW_LEASE)
+
+
 def _mark_no_preview(record: Record, reason: str) -> None:
-    Record.objects.filter(pk=record.pk).update(preview=Preview.NONE, preview_error=reason[:300])
+    Record.objects.filter(pk=record.pk).update(
+        preview=Preview.NONE, preview_error=reason[:300], preview_lease_until=None
+    )
     log.info("records.preview_failed record=%s reason=%s", record.pk, reason[:120])
 
 

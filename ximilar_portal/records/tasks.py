@@ -2,6 +2,8 @@
 
 from celery import shared_task
 
+from ximilar_portal.lib.background import periodic
+
 from . import batches, services
 
 
@@ -23,3 +25,10 @@ def import_check(batch_id: int) -> None:
 @shared_task(name="records.import_commit", acks_late=True, reject_on_worker_lost=True)
 def import_commit(batch_id: int) -> None:
     batches.import_commit(batch_id=batch_id)
+
+
+@shared_task(name="records.sweep")
+@periodic
+def sweep() -> None:
+    services.previews_sweep()
+    batches.imports_sweep()

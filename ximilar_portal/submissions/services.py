@@ -24,6 +24,7 @@ from django.utils import timezone
 from ximilar_portal.accounts import services as accounts
 from ximilar_portal.accounts.models import Credential
 from ximilar_portal.lib import ximilar
+from ximilar_portal.lib.background import enqueue
 from ximilar_portal.lib.crypto import DecryptionError
 from ximilar_portal.lib.rows import rows_insert
 from ximilar_portal.records.models import Record
@@ -75,11 +76,9 @@ def submission_enqueue(submission_id: int, *, chains: int = 1, countdown: float 
     work: the rows stay queued and the sweeper enqueues them again."""
     from .tasks import process_submission
 
-    try:
-        for _ in range(chains):
-            process_submission.apply_async((submission_id,), countdown=countdown or None)
-    except Exception:
-        log.exception("submission.enqueue_failed id=%s (the sweeper will retry)", submission_id)
+    for _ in range(chains):
+        if not enqueue(process_submission, submission_id, countdown=countdown or None):
+            break
 
 
 # --- Claiming ------------------------------------------------------------------

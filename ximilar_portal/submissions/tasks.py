@@ -2,6 +2,8 @@
 
 from celery import shared_task
 
+from ximilar_portal.lib.background import periodic
+
 from . import services
 
 
@@ -11,5 +13,6 @@ def process_submission(submission_id: int) -> None:
 
 
 @shared_task(name="submissions.sweep")
+@periodic
 def sweep() -> None:
     services.sweep()
