@@ -5,6 +5,7 @@ stops the sandbox last; the next start after each one is clean."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -357,12 +358,9 @@ def test_make_run_restarts_a_killed_worker_and_stops_the_sandbox_last(tmp_path):
         os.killpg(make.pid, signal.SIGTERM)  # the whole `make run` group, as a terminal would
         make.wait(timeout=120)
         wait_for(lambda: not [p for p in seen if process_alive(p)], timeout=30, message="gone")
-        stopped = [
-            line.split("| ")[1]
-            for line in log_path.read_text().splitlines()
-            if line.endswith(" stopped") and "system" in line
-        ]
-        assert stopped[-1] == "sandbox stopped" and len(stopped) == len(now), stopped
+        said = [line.split(" | ", 1)[-1] for line in log_path.read_text().splitlines()]
+        stopped = [text.split()[0] for text in said if re.fullmatch(r"\S+ stopped", text)]
+        assert stopped[-1] == "sandbox" and sorted(stopped) == sorted(now), said
         assert not pidfile.exists()
         assert not answers(port, "/accounts/login/")
     finally:
