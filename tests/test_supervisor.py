@@ -6,6 +6,7 @@ stops the sandbox last; the next start after each one is clean."""
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -92,15 +93,18 @@ class Supervised:
         self.process = None
         self.starts = 0
 
-    def start(self, *extra):
+    def start(self, *extra, under_shell=False):
         self.starts += 1
         self.log_path = self.folder / f"supervisor-{self.starts}.log"
         command = [sys.executable, "-m", "ximilar_portal.supervisor", str(self.procfile)]
         command += ["--stop-timeout", str(STOP_TIMEOUT), "--pidfile", str(self.pidfile)]
         command += [f"--port={name}={port}" for name, port in self.ports.items()]
+        command += extra
+        if under_shell:  # a parent that waits for it, as make waits for its recipe
+            command = ["/bin/sh", "-c", f"{shlex.join(command)}; true"]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
-                command + list(extra),
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=settings.BASE_DIR,
@@ -236,6 +240,19 @@ def test_sigkill_of_the_supervisor_leaves_no_orphan(supervised):
     os.kill(supervised.process.pid, signal.SIGINT)
     assert supervised.wait_exit() == 0
     assert_all_gone(supervised)
+
+
+@pytest.mark.slow
+def test_with_exit_with_parent_a_killed_make_stops_everything_in_order(supervised):
+    """`make run` passes --exit-with-parent: make killed alone (-9) must not leave a
+    supervisor and its children serving on with no terminal attached."""
+    make = supervised.start("--exit-with-parent", under_shell=True).wait_up(NAMES).process
+    make.kill()
+    make.wait()
+    wait_for(lambda: not supervised.pidfile.exists(), timeout=60, message="supervisor done")
+    assert_all_gone(supervised)
+    assert_sandbox_stopped_last(supervised)
+    assert "SIGTERM received" in supervised.log()
 
 
 @pytest.mark.slow
