@@ -3,6 +3,7 @@ restarted while the others keep serving; every way of stopping it (signals, a ki
 of its process group, SIGKILL of the supervisor itself) leaves no child running and
 stops the sandbox last; the next start after each one is clean."""
 
+import contextlib
 import json
 import os
 import re
@@ -145,8 +146,10 @@ class Supervised:
         return [tuple(line.split(" alive=")) for line in lines]
 
     def kill(self):
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+        """The supervisor's whole group, even when its parent shell is gone already."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
 
