@@ -6,12 +6,13 @@ waits until everything serves, then kills each supervised process in turn
 
 - the supervisor's "NAME exited with code -9 ..., restarting in N s" line;
 - when the process serves again: the portal answers GET /accounts/login/ (web),
-  the sandbox answers (sandbox), a task sent at the kill has been run and the new
-  worker said "ready." (workers), the next "Sending due task" (beat);
+  the sandbox answers (sandbox), a task sent once the old worker is reaped has
+  run (workers; also when the new one said "ready."), the next "Sending due
+  task" (beat);
 - for web and sandbox, how many of the requests sent every 50 ms meanwhile failed;
 - whether the other processes kept serving (the portal polled through every kill).
 
-    .venv/bin/python bench/supervisor_kill.py [--runs 3]
+    .venv/bin/python bench/supervisor_kill.py [--runs 3] [--only worker]
 
 Run it on a quiet machine or not: the figures include the processes' own start-up."""
 
@@ -126,10 +127,11 @@ def send_sweep(env) -> str:
 def measure(name, pid, output, web, sandbox, env):
     since = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    task_id = send_sweep(env) if "worker" in name else None  # for the next worker to take
     result = {}
     logged = output.first(rf"system\s+\| {re.escape(name)} exited with code -9", since)
     result["restart line"] = logged - since if logged else None
+    # Sent once the old worker is reaped: a message Redis hands to a dying BRPOP is lost.
+    task_id = send_sweep(env) if "worker" in name else None
     if name == "web":
         back = web.back(since)
         result["serves again"] = back - since if back else None
@@ -157,6 +159,7 @@ def measure(name, pid, output, web, sandbox, env):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", action="append", help="kill only this process (repeatable)")
     args = parser.parse_args()
     var_dir = Path(tempfile.mkdtemp(prefix="supervisor-bench-"))
     port, sandbox_port = free_port(), free_port()
@@ -172,7 +175,6 @@ def main() -> None:
         start_new_session=True,
     )
     output = Output(make.stdout)
-    (var_dir / "bench.log").touch()
     try:
         start = time.monotonic()
         output.first(r"worker\s+\|.* ready\.", start, timeout=300)
@@ -186,6 +188,8 @@ def main() -> None:
         figures: dict[str, list[dict]] = {}
         for _ in range(args.runs):
             for name in [c["name"] for c in pidfile_read(pidfile)["children"]]:
+                if args.only and name not in args.only:
+                    continue
                 time.sleep(3)  # let the previous restart settle
                 pids = {c["name"]: c["pid"] for c in pidfile_read(pidfile)["children"]}
                 row = measure(name, pids[name], output, web, sandbox, env)
@@ -214,6 +218,9 @@ def main() -> None:
         print("\n".join(said))
         left = [c["pid"] for c in pidfile_read(pidfile).get("children", [])]
         print("left running:", [p for p in left if process_alive(p)])
+        with output.lock:
+            (var_dir / "make-run.log").write_text("\n".join(line for _, line in output.lines))
+        print(f"the whole output: {var_dir / 'make-run.log'}")
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
