@@ -190,11 +190,15 @@ def pidfile_write(path: Path, state: dict) -> None:
     partial.replace(path)  # a supervisor killed mid-write leaves the previous whole file
 
 
+def _same_process(record: dict) -> bool:
+    """Whether the recorded pid still is the recorded process (and not a reused pid)."""
+    return process_start(record["pid"]) == record["start"]
+
+
 def _ours(record: dict) -> bool:
     """Whether the recorded group still has processes that the recorded child left."""
-    started = process_start(record["pid"])
-    if started is not None:
-        return started == record["start"]  # same pid, same process (else: a reused pid)
+    if process_alive(record["pid"]):
+        return _same_process(record)
     # The leader is gone; Linux gives no new process a pid still used as a process group id.
     return bool(group_members(record["pid"]))
 
@@ -310,7 +314,7 @@ class Supervisor:
     def leftovers_stop(self) -> None:
         state = pidfile_read(self.pidfile)
         previous = state.get("supervisor")
-        if previous and previous["pid"] != os.getpid() and _ours(previous):
+        if previous and previous["pid"] != os.getpid() and _same_process(previous):
             raise SupervisorError(
                 f"another supervisor (pid {previous['pid']}) runs these processes "
                 f"(pidfile {self.pidfile}): stop it first"
@@ -480,6 +484,8 @@ class Supervisor:
             self.log(f"cannot start: {error}")
             return 1
         self._record()
+        if Path(".env").exists():  # honcho read it; settings come from the environment only
+            self.log(".env is not read: export it first (set -a; . ./.env; set +a)")
         for child in self.first:
             self._start(child)
         self.first_deadline = time.monotonic() + FIRST_READY_TIMEOUT
