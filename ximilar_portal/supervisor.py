@@ -464,7 +464,8 @@ class Supervisor:
                 self.log(f"{name}: already stopping")
                 continue
             self.stopping = True
-            self.log(f"{name} received: stopping {len(self.children)} processes, last first")
+            last = ", ".join(c.name for c in self.first) or self.children[0].name
+            self.log(f"{name} received: stopping {len(self.children)} processes, {last} last")
 
     def _start_rest(self, now: float) -> None:
         """The rest start once the first ones listen on their ports (or after a timeout)."""
