@@ -25,7 +25,10 @@ run: $(BIN)/activate
 	@echo "  API:             $(XIMILAR_API_URL)"
 	@echo "  Sandbox token:   $(XIMILAR_SANDBOX_TOKENS)  (paste it on the API token page)"
 	@echo ""
-	$(BIN)/honcho start -f Procfile
+	@# exec: make waits for the supervisor alone, which stops every process in order on
+	@# Ctrl-C, SIGTERM, SIGHUP or a kill of this group, and restarts one that dies.
+	exec $(BIN)/python -m ximilar_portal.supervisor Procfile --exit-with-parent \
+		--port web=$(PORT) --port sandbox=$(SANDBOX_PORT)
 
 test: $(BIN)/activate
 	$(BIN)/ruff check .
