@@ -420,3 +420,25 @@ def test_real_beat_and_workers_keep_every_queue_fresh(tmp_path, settings, sandbo
         beat.wait(timeout=15)
         beat_log.close()
         queues_emptied(settings.WORK_QUEUES.values())
+
+
+def test_staff_sees_the_messages_the_broker_set_aside(staff, queues, settings, tmp_path):
+    settings.BROKER_QUARANTINE_DIR = tmp_path / "quarantine"
+    assert "is empty" in ops_page(staff)[1], "a folder not made yet is an empty one"
+    settings.BROKER_QUARANTINE_DIR.mkdir()
+    for name in ("1.000_a.celery.msg", "2.000_b.celery-heavy.msg"):
+        (settings.BROKER_QUARANTINE_DIR / name).write_text("{not json")
+    response, html = ops_page(staff)
+    assert response.context["quarantine"]["count"] == 2
+    assert "2.000_b.celery-heavy.msg" in html or "1.000_a.celery.msg" in html
+    settings.BROKER_QUARANTINE_DIR = None  # Redis or AMQP
+    assert "Only the filesystem broker sets undecodable messages aside" in ops_page(staff)[1]
+
+
+def test_the_page_says_so_when_the_broker_is_down(staff, queues):
+    all_heartbeats_fresh()
+    with override_settings(CELERY_BROKER_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+        response, html = ops_page(staff)
+    assert [queue["depth"] for queue in response.context["queues"]] == [None, None, None]
+    assert "broker did not answer" in html
+    assert response.context["report"]["failed"] == ["broker"]

@@ -1,5 +1,6 @@
 """Reads for the operations page, across every team (staff only)."""
 
+from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,8 +27,8 @@ def _waiting():
 
 def oldest_waiting_job():
     """The record queued the longest (since its submission), or None."""
-    jobs = _waiting().select_related("submission", "team").order_by("created_at", "id")
-    return jobs.first()
+    jobs = _waiting().select_related("submission", "team__teamqueue")
+    return jobs.order_by("created_at", "id").first()
 
 
 def waiting_count() -> int:
@@ -36,33 +37,33 @@ def waiting_count() -> int:
 
 def last_hour_by_service(now) -> list[dict]:
     """Per service, over the hour before `now`: results stored, records failed,
-    the extra attempts those records took, and records now waiting for another
-    try. One row per service that had any."""
+    the attempts beyond the first that those records took, and records waiting
+    now that were already sent once. One row per service that had any."""
     since = now - WINDOW
     stored = Result.objects.filter(created_at__gte=since).values_list("service")
-    stored = stored.annotate(n=Count("id"), attempts=Sum("job__attempts"))
     failed = RecordJob.objects.filter(state=JobState.FAILED, finished_at__gte=since)
-    failed = failed.values_list("submission__service").annotate(
-        n=Count("id"), attempts=Sum("attempts")
-    )
+    failed = failed.values_list("submission__service")
     retrying = _waiting().filter(attempts__gt=0).values_list("submission__service")
-    retrying = retrying.annotate(n=Count("id"))
-    rows = {}
+    rows = defaultdict(lambda: dict.fromkeys(("stored", "failed", "retries", "waiting_retry"), 0))
+    for column, finished in (("stored", stored), ("failed", failed)):
+        attempts = "job__attempts" if column == "stored" else "attempts"
+        for service, n, tries in finished.annotate(Count("id"), Sum(attempts)):
+            rows[service][column] = n
+            rows[service]["retries"] += max(0, (tries or 0) - n)
+    for service, n in retrying.annotate(Count("id")):
+        rows[service]["waiting_retry"] = n
+    return sorted(
+        (
+            {"service": service, "label": service_label(service), **row, "failure_rate": _rate(row)}
+            for service, row in rows.items()
+        ),
+        key=lambda row: row["label"],
+    )
 
-    def row(service):
-        blank = {"service": service, "label": service_label(service), "stored": 0, "failed": 0}
-        return rows.setdefault(service, {**blank, "retries": 0, "waiting_retry": 0})
 
-    for service, n, attempts in stored:
-        row(service).update(stored=n, retries=row(service)["retries"] + (attempts or n) - n)
-    for service, n, attempts in failed:
-        row(service).update(failed=n, retries=row(service)["retries"] + (attempts or n) - n)
-    for service, n in retrying:
-        row(service)["waiting_retry"] = n
-    for entry in rows.values():
-        finished = entry["stored"] + entry["failed"]
-        entry["failure_rate"] = entry["failed"] / finished if finished else None
-    return sorted(rows.values(), key=lambda entry: entry["label"])
+def _rate(row) -> float | None:
+    finished = row["stored"] + row["failed"]
+    return row["failed"] / finished if finished else None
 
 
 def failure_reasons(now) -> list[dict]:
