@@ -28,8 +28,8 @@ def broker_reachable() -> bool:
         with _connection() as connection:
             connection.ensure_connection(max_retries=0)
             connection.channel().close()
-    except Exception:
-        log.warning("ops.broker_unreachable", exc_info=True)
+    except Exception as error:
+        log.warning("ops.broker_unreachable error=%r", error)
         return False
     return True
 
@@ -43,8 +43,8 @@ def queue_depths() -> dict[str, int | None]:
         with _connection() as connection:
             connection.ensure_connection(max_retries=0)
             return {kind: _depth(connection, name) for kind, name in queues.items()}
-    except Exception:
-        log.warning("ops.queue_depth_failed", exc_info=True)
+    except Exception as error:
+        log.warning("ops.queue_depth_failed error=%r", error)
         return dict.fromkeys(queues)
 
 

@@ -20,8 +20,8 @@ def database_ok() -> bool:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except Exception:
-        log.warning("ops.database_unreachable", exc_info=True)
+    except Exception as error:
+        log.warning("ops.database_unreachable error=%r", error)
         return False
     return True
 
@@ -32,8 +32,8 @@ def heartbeat_checks(now) -> dict:
     max_age = settings.HEALTH_HEARTBEAT_MAX_AGE
     try:
         seen = selectors.heartbeats()
-    except Exception:
-        log.warning("ops.heartbeats_unreadable", exc_info=True)
+    except Exception as error:
+        log.warning("ops.heartbeats_unreadable error=%r", error)
         seen = {}
     queues = {}
     for kind in settings.WORK_QUEUES:

@@ -17,7 +17,11 @@ def healthz(request):
     if any(name not in health.CHECKS for name in names):
         return JsonResponse({"error": "unknown check", "checks": health.CHECKS}, status=400)
     report = health.health_report(only=names)
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    response = JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    # Not django.request's "Service Unavailable" error (an e-mail to ADMINS) for
+    # every probe while something is down: each failed check logs a warning.
+    response._has_been_logged = True
+    return response
 
 
 @never_cache
