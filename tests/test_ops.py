@@ -87,6 +87,8 @@ def test_healthz_is_200_when_every_check_passes(queues):
     assert body["status"] == "ok" and body["failed"] == []
     assert set(body["checks"]) == {"database", "broker", "beat", "workers"}
     assert set(body["checks"]["workers"]["queues"]) == set(KINDS)
+    assert Client().head("/healthz").status_code == 200
+    assert Client().post("/healthz").status_code == 405
 
 
 @pytest.mark.django_db
@@ -254,6 +256,11 @@ def test_everyone_but_staff_gets_404(owner, teammate, outsider, team):
     for user in (owner, teammate, outsider):
         assert client_for(user).get("/ops/").status_code == 404
     assert Client().get("/ops/").status_code == 404
+    assert 'href="/ops/"' not in client_for(owner).get("/records/").content.decode()
+
+
+def test_staff_find_the_page_in_the_navigation(staff):
+    assert 'href="/ops/"' in client_for(staff).get("/records/").content.decode()
 
 
 def test_the_page_works_with_an_empty_database(staff, queues):
