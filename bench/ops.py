@@ -11,37 +11,25 @@ every state, so the page has waiting records, failures and results to count;
 the newest tenth of them is moved into the last hour so that hour is not empty."""
 
 import argparse
-import base64
 import os
-import secrets
 import statistics
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("VAR_DIR", "/tmp/ops-bench")
-os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
-os.environ.setdefault(
-    "XIMILAR_TOKEN_KEYS", "b1:" + base64.b64encode(secrets.token_bytes(32)).decode()
-)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ximilar_portal.settings")
-os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
 
-import django  # noqa: E402
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from ximilar_portal.accounts.models import User  # noqa: E402
-from ximilar_portal.submissions.models import RecordJob, Result  # noqa: E402
+from bench import history  # noqa: F401 (its environment, then django.setup())
+from ximilar_portal.accounts.models import User
+from ximilar_portal.submissions.models import RecordJob, Result
 
 
 def recent_hour(fraction=10):
