@@ -3,6 +3,7 @@ worker, by heartbeats) and the staff-only operations page (queue depths, the
 oldest waiting record, the last hour per service, rate limits, messages set
 aside), against the real database and broker and real worker and beat processes."""
 
+import os
 import socket
 import threading
 import time
@@ -436,11 +437,14 @@ def test_staff_sees_the_messages_the_broker_set_aside(staff, queues, settings, t
     settings.BROKER_QUARANTINE_DIR = tmp_path / "quarantine"
     assert "is empty" in ops_page(staff)[1], "a folder not made yet is an empty one"
     settings.BROKER_QUARANTINE_DIR.mkdir()
-    for name in ("1.000_a.celery.msg", "2.000_b.celery-heavy.msg"):
-        (settings.BROKER_QUARANTINE_DIR / name).write_text("{not json")
+    for age, name in ((600, "1.000_a.celery.msg"), (60, "2.000_b.celery-heavy.msg")):
+        path = settings.BROKER_QUARANTINE_DIR / name
+        path.write_text("{not json")
+        os.utime(path, (time.time() - age, time.time() - age))
     response, html = ops_page(staff)
     assert response.context["quarantine"]["count"] == 2
-    assert "2.000_b.celery-heavy.msg" in html or "1.000_a.celery.msg" in html
+    assert "2.000_b.celery-heavy.msg" in html, "the newest is named"
+    assert "set aside 1\xa0minute ago" in html
     settings.BROKER_QUARANTINE_DIR = None  # Redis or AMQP
     assert "Only the filesystem broker sets undecodable messages aside" in ops_page(staff)[1]
 

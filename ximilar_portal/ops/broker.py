@@ -65,14 +65,25 @@ def quarantined() -> dict | None:
     folder = settings.BROKER_QUARANTINE_DIR
     if folder is None:
         return None
-    try:
-        files = [entry for entry in os.scandir(folder) if entry.is_file()]
-    except FileNotFoundError:
-        files = []
-    newest = max(files, key=lambda entry: entry.stat().st_mtime, default=None)
+    files = sorted(_files_by_age(folder))
+    newest_at, newest_name = files[-1] if files else (None, "")
     return {
         "folder": str(folder),
         "count": len(files),
-        "newest_name": newest.name if newest else "",
-        "newest_at": datetime.fromtimestamp(newest.stat().st_mtime, UTC) if newest else None,
+        "newest_name": newest_name,
+        "newest_at": datetime.fromtimestamp(newest_at, UTC) if files else None,
     }
+
+
+def _files_by_age(folder):
+    """(modified, name) of each file; one deleted meanwhile is skipped."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_file():
+                yield entry.stat().st_mtime, entry.name
+        except FileNotFoundError:
+            continue
