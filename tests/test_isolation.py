@@ -75,6 +75,8 @@ PUBLIC_URLS |= {"accounts:password_reset", "accounts:password_reset_done"}
 PUBLIC_URLS |= {"accounts:password_reset_confirm", "accounts:password_reset_complete"}
 # A capability link: whoever holds the secret sees it (tests in test_teams.py).
 PUBLIC_URLS |= {"accounts:invitation"}
+# Staff only, everyone else gets 404 (tests in test_ops.py).
+STAFF_URLS = {"ops:page"}
 # What a viewer (read-only member) may not do.
 WRITE_URLS = {"records:new", "submissions:submit_record", "accounts:token"}
 # What only owners and admins may do (or see): a member gets 403 too.
@@ -135,7 +137,7 @@ def object_urls(scenario):
 
 
 def test_every_url_pattern_is_covered():
-    covered = set(OBJECT_URLS) | TEAM_URLS | PUBLIC_URLS
+    covered = set(OBJECT_URLS) | TEAM_URLS | PUBLIC_URLS | STAFF_URLS
     assert set(url_names()) == covered
 
 

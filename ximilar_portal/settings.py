@@ -104,10 +104,13 @@ INSTALLED_APPS = [
     "ximilar_portal.submissions",
     "ximilar_portal.history",
     "ximilar_portal.audit",
+    "ximilar_portal.ops",
     "axes",
 ]
 
 MIDDLEWARE = [
+    # First: a load balancer's probe needs no host check, redirect or session.
+    "ximilar_portal.ops.middleware.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "ximilar_portal.lib.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -265,6 +268,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "polling_interval": 0.1,  # kombu's default of 1 s delays every hand-over
     }
+    BROKER_QUARANTINE_DIR = _broker_dir / "quarantine"
+else:
+    BROKER_QUARANTINE_DIR = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -276,8 +282,21 @@ CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_SWEEP_SECONDS = env_float("CELERY_SWEEP_SECONDS", 15.0)
 HISTORY_SYNC_SECONDS = env_float("HISTORY_SYNC_SECONDS", 30.0)
-# The queue tasks go to and workers read (separate deployments, or tests, on one broker).
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
+# Queues by kind of work, each read by its own worker processes (Procfile).
+# CELERY_QUEUE names the engine's queue and prefixes the others, so separate
+# deployments or test runs can share one broker.
+CELERY_QUEUE = env_str("CELERY_QUEUE", "celery")
+WORK_QUEUES = {
+    "engine": CELERY_QUEUE,
+    "heavy": f"{CELERY_QUEUE}-heavy",
+    "periodic": f"{CELERY_QUEUE}-periodic",
+}
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE
+# Health (/healthz): beat sends a heartbeat to every work queue this often; one
+# older than HEALTH_HEARTBEAT_MAX_AGE says that queue (or beat) has no live worker.
+HEALTH_HEARTBEAT_SECONDS = env_float("HEALTH_HEARTBEAT_SECONDS", 15.0)
+HEALTH_HEARTBEAT_MAX_AGE = env_float("HEALTH_HEARTBEAT_MAX_AGE", 4 * HEALTH_HEARTBEAT_SECONDS)
+HEALTH_BROKER_TIMEOUT = env_float("HEALTH_BROKER_TIMEOUT", 2.0)
 # Background work (previews, imports, exports) handed to the broker or held by a
 # worker this long without moving is handed over again by its app's sweep; a worker
 # holds a piece of work for BACKGROUND_LEASE_SECONDS, renewed while it runs.
@@ -289,6 +308,16 @@ CELERY_BEAT_SCHEDULE = {
     "exports-sweep": {"task": "history.sweep_exports", "schedule": CELERY_SWEEP_SECONDS},
     # Summaries of jobs moved without a refresh call (see history.services).
     "history-sync": {"task": "history.sync", "schedule": HISTORY_SYNC_SECONDS},
+    # One per queue; a heartbeat nobody ran in time is dropped, not run late.
+    **{
+        f"ops-heartbeat-{kind}": {
+            "task": "ops.heartbeat",
+            "schedule": HEALTH_HEARTBEAT_SECONDS,
+            "args": (kind,),
+            "options": {"queue": queue, "expires": HEALTH_HEARTBEAT_MAX_AGE},
+        }
+        for kind, queue in WORK_QUEUES.items()
+    },
 }
 
 # --- E-mail and security ---------------------------------------------------------

@@ -7,6 +7,7 @@ urlpatterns = [
     path("accounts/", include("ximilar_portal.accounts.urls")),
     path("history/", include("ximilar_portal.history.urls")),
     path("audit/", include("ximilar_portal.audit.urls")),
+    path("ops/", include("ximilar_portal.ops.urls")),
     path("admin/", admin.site.urls),
 ]
 
