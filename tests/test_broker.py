@@ -19,6 +19,7 @@ import kombu.transport.filesystem
 import pytest
 from django.conf import settings
 from kombu import Connection
+from kombu.transport.virtual import BrokerState
 
 from ximilar_portal.accounts.services import credential_set
 from ximilar_portal.lib import filesystem_broker
@@ -130,6 +131,8 @@ def test_kombus_own_transport_hands_a_consumer_a_half_written_message(tmp_path, 
     """Documents kombu issue #1551, the reason for our subclass: the consumer reads
     the file its publisher has created but not yet written, fails to decode it (in
     a worker: "Unrecoverable error", the worker exits) and the message is gone."""
+    # A fresh record of bindings, or kombu skips writing the table it already bound.
+    monkeypatch.setattr(kombu.transport.filesystem.Transport, "global_state", BrokerState())
     polled, afterwards = poll_while_publishing(
         monkeypatch, kombu.transport.filesystem, tmp_path, STOCK
     )
@@ -164,6 +167,7 @@ CONSUMER_PROCESS = """
 import json, sys
 from pathlib import Path
 from kombu import Connection
+from kombu.transport.virtual import BrokerState
 transport, options, done = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
 with Connection("filesystem://", transport=transport, transport_options=options) as connection:
     queue = connection.SimpleQueue(sys.argv[4])
@@ -300,6 +304,19 @@ def test_a_half_written_exchange_table_does_not_break_fanout(tmp_path):
             assert message is not None and message.payload == {"n": 1}
 
 
+def test_a_binding_this_process_recorded_is_still_written_to_the_table(tmp_path):
+    """kombu records bindings once per process and skips the exchange table when
+    one is recorded; a thread whose connection binds while another thread's write
+    has not landed (here: the table is gone) would publish into nothing."""
+    with connect(tmp_path) as first:
+        first.SimpleQueue(QUEUE)
+    (tmp_path / "control" / f"{QUEUE}.exchange").unlink()
+    with connect(tmp_path) as second:
+        queue = second.SimpleQueue(QUEUE)
+        queue.put({"n": 1})
+        assert received(queue) == {"n": 1}
+
+
 # --- Start-up housekeeping ---------------------------------------------------------------
 
 
@@ -355,7 +372,12 @@ def test_a_worker_sets_bad_files_aside_and_keeps_serving(
         for name, content in bad.items():
             drop(folder, name, content)
         quarantine = folder / "quarantine"
-        wait_for(lambda: set(files_in(quarantine)) == set(bad), message="both files set aside")
+
+        def set_aside():
+            assert worker.process.poll() is None, "the worker died:\n" + worker.log()[-3000:]
+            return set(files_in(quarantine)) == set(bad)
+
+        wait_for(set_aside, message="both files set aside")
         assert {name: (quarantine / name).read_bytes() for name in bad} == bad
 
         credential_set(team=team, token=SANDBOX_TOKEN, user=owner)

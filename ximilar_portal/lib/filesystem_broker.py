@@ -16,8 +16,9 @@ in one folder that every process shares) and changes how files move:
   filesystem: exactly one consumer wins), reads it and deletes it;
 - a file that cannot be read or decoded as a message is moved to the quarantine
   folder and logged at ERROR, and the consumer goes on with the next message;
-- exchange tables (fanout, Celery's remote control) are replaced whole, under a
-  lock file, instead of being truncated and rewritten.
+- exchange tables (which queue a published message goes to; fanout, Celery's
+  remote control) are replaced whole, under a lock file, instead of being
+  truncated and rewritten, and every bind makes sure its entry is there.
 """
 
 import logging
@@ -212,6 +213,15 @@ class Channel(filesystem.Channel):
             log.error("broker.exchange_table_unreadable file=%s error=%r", file, exc)
             return []
 
+    def queue_bind(self, queue, exchange=None, routing_key="", arguments=None, **kwargs):
+        super().queue_bind(queue, exchange, routing_key, arguments, **kwargs)
+        # kombu skips the table when this process already recorded the binding,
+        # maybe in a thread whose write has not landed: publishers would drop
+        # messages for want of it. The table is what every publisher reads.
+        exchange = exchange or "amq.direct"
+        meta = self.typeof(exchange).prepare_bind(queue, exchange, routing_key, arguments)
+        self._queue_bind(exchange, *meta)
+
     def _queue_bind(self, exchange, routing_key, pattern, queue):
         entry = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
         self._table_update(exchange, lambda table: table if entry in table else [entry, *table])
@@ -287,11 +297,5 @@ class Transport(filesystem.Transport):
     """kombu's filesystem transport with the channel above."""
 
     Channel = Channel
-    # kombu keeps one in-process record of declared bindings for every folder, so a
-    # process using a second folder skipped writing its bindings there; one per folder.
-    states: dict[str, virtual.BrokerState] = {}
-
-    def __init__(self, client, **kwargs):
-        super().__init__(client, **kwargs)
-        folder = Path(client.transport_options.get("data_folder_in", "data_in")).resolve()
-        self.state = self.states.setdefault(str(folder), virtual.BrokerState())
+    # Bindings this process declared: its own record, not the one of kombu's transport.
+    global_state = virtual.BrokerState()
