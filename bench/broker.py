@@ -30,37 +30,42 @@ TRANSPORTS = {
 }
 
 
-def run(transport, producers, consumers, per_producer):
-    folder = Path(tempfile.mkdtemp(prefix="broker-bench-"))
-    options = {
-        "data_folder_in": str(folder),
-        "data_folder_out": str(folder),
-        "control_folder": str(folder / "control"),
-        "polling_interval": 0.01,
-    }
+def connection(transport, options):
+    return Connection("filesystem://", transport=transport, transport_options=options)
+
+
+def consume(transport, options, queue_name, still_producing, take):
+    """Read the queue until it stays empty once `still_producing()` is false;
+    each message's id goes to `take`."""
+    with connection(transport, options) as conn:
+        queue = conn.SimpleQueue(queue_name)
+        while True:
+            try:
+                message = queue.get(block=True, timeout=0.5)
+            except queue.Empty:
+                if still_producing():
+                    continue
+                return
+            take(message.payload["id"])
+            message.ack()
+
+
+def stress(transport, options, queue_name, producers, consumers, per_producer):
+    """Producer and consumer threads on one queue at once: the ids received with
+    how often each came, the threads' errors, and the seconds it took."""
     received, errors, lock = collections.Counter(), [], threading.Lock()
     producing = threading.Event()
     producing.set()
 
     def produce(number):
-        with Connection("filesystem://", transport=transport, transport_options=options) as conn:
-            queue = conn.SimpleQueue("bench")
+        with connection(transport, options) as conn:
+            queue = conn.SimpleQueue(queue_name)
             for sequence in range(per_producer):
                 queue.put({"id": f"{number}-{sequence}"})
 
-    def consume():
-        with Connection("filesystem://", transport=transport, transport_options=options) as conn:
-            queue = conn.SimpleQueue("bench")
-            while True:
-                try:
-                    message = queue.get(block=True, timeout=0.5)
-                except queue.Empty:
-                    if producing.is_set():
-                        continue
-                    return
-                with lock:
-                    received[message.payload["id"]] += 1
-                message.ack()
+    def take(message_id):
+        with lock:
+            received[message_id] += 1
 
     def guarded(work, *args):
         try:
@@ -69,7 +74,8 @@ def run(transport, producers, consumers, per_producer):
             errors.append(f"{type(exc).__name__} after {time.monotonic() - started:.2f} s")
 
     started = time.monotonic()
-    threads = [threading.Thread(target=guarded, args=(consume,)) for _ in range(consumers)]
+    reader = (consume, transport, options, queue_name, producing.is_set, take)
+    threads = [threading.Thread(target=guarded, args=reader) for _ in range(consumers)]
     threads += [threading.Thread(target=guarded, args=(produce, n)) for n in range(producers)]
     for thread in threads:
         thread.start()
@@ -78,12 +84,26 @@ def run(transport, producers, consumers, per_producer):
     producing.clear()
     for thread in threads[:consumers]:
         thread.join()
-    elapsed = time.monotonic() - started
-    left = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
-    print(f"left in {folder}: {len(left)} files {left[:3]}", flush=True)
-    shutil.rmtree(folder, ignore_errors=True)
+    return received, errors, time.monotonic() - started
+
+
+def run(transport, producers, consumers, per_producer):
+    folder = Path(tempfile.mkdtemp(prefix="broker-bench-"))
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),
+        "polling_interval": 0.01,
+    }
+    try:
+        received, errors, elapsed = stress(
+            transport, options, "bench", producers, consumers, per_producer
+        )
+        left = list(folder.glob("*.msg"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     twice = sum(1 for count in received.values() if count > 1)
-    return len(received), twice, errors, elapsed
+    return len(received), twice, len(left), errors, elapsed
 
 
 def main():
@@ -93,9 +113,10 @@ def main():
     print(f"{producers} producers, {consumers} consumer threads, {sent} messages", flush=True)
     for name in chosen:
         transport = TRANSPORTS[name]
-        arrived, twice, errors, elapsed = run(transport, producers, consumers, per_producer)
+        arrived, twice, left, errors, elapsed = run(transport, producers, consumers, per_producer)
         print(
-            f"{name:>7}: {arrived}/{sent} arrived, {twice} twice, {elapsed:.1f} s, "
+            f"{name:>7}: {arrived}/{sent} arrived, {twice} twice, {left} left in the queue, "
+            f"{elapsed:.1f} s, "
             f"{len(errors)} consumers died" + (f" (first: {errors[0]})" if errors else ""),
             flush=True,
         )

@@ -5,14 +5,11 @@ killing the consumer, consumed files are deleted, and production refuses it.
 The transport tests run on a temporary folder through kombu, whatever broker the
 suite is configured with; the worker test starts a worker on such a folder."""
 
-import collections
 import contextlib
 import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import kombu.transport.filesystem
@@ -21,6 +18,7 @@ from django.conf import settings
 from kombu import Connection
 from kombu.transport.virtual import BrokerState
 
+from bench.broker import stress
 from ximilar_portal.accounts.services import credential_set
 from ximilar_portal.lib import filesystem_broker
 from ximilar_portal.submissions import services
@@ -166,86 +164,35 @@ PRODUCERS, PER_PRODUCER, CONSUMER_THREADS = 4, 5000, 3
 CONSUMER_PROCESS = """
 import json, sys
 from pathlib import Path
-from kombu import Connection
-from kombu.transport.virtual import BrokerState
-transport, options, done = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
-with Connection("filesystem://", transport=transport, transport_options=options) as connection:
-    queue = connection.SimpleQueue(sys.argv[4])
-    while True:
-        try:
-            message = queue.get(block=True, timeout=0.5)
-        except queue.Empty:
-            if done.exists():
-                break
-            continue
-        print(message.payload["id"], flush=True)
-        message.ack()
+from bench.broker import consume
+transport, options, queue = sys.argv[1], json.loads(sys.argv[2]), sys.argv[4]
+done = Path(sys.argv[3])
+consume(transport, options, queue, lambda: not done.exists(), lambda id: print(id, flush=True))
 """
 
 
 def test_many_publishers_and_consumers_lose_and_duplicate_nothing(tmp_path):
     """Threads publishing and consuming at once, plus a consumer in another
     process (as workers on one folder): every message arrives exactly once."""
-    folder, done = tmp_path / "broker", tmp_path / "done"
+    folder, done, ids = tmp_path / "broker", tmp_path / "done", tmp_path / "ids"
     folder.mkdir()
-    received, errors, lock = collections.Counter(), [], threading.Lock()
-    producing = threading.Event()
-    producing.set()
-
-    def produce(number):
-        with connect(folder) as connection:
-            queue = connection.SimpleQueue(QUEUE)
-            for sequence in range(PER_PRODUCER):
-                queue.put({"id": f"{number}-{sequence}"})
-
-    def consume():
-        with connect(folder) as connection:
-            queue = connection.SimpleQueue(QUEUE)
-            while True:
-                try:
-                    message = queue.get(block=True, timeout=0.5)
-                except queue.Empty:
-                    if producing.is_set():
-                        continue
-                    return
-                with lock:
-                    received[message.payload["id"]] += 1
-                message.ack()
-
-    def guarded(work, *args):
+    script = [CONSUMER_PROCESS, OURS, json.dumps(options(folder)), str(done), QUEUE]
+    with open(ids, "w") as out:
+        other = subprocess.Popen(
+            [sys.executable, "-c", *script],
+            cwd=settings.BASE_DIR,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
-            work(*args)
-        except Exception as exc:
-            errors.append(exc)
-
-    other = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            CONSUMER_PROCESS,
-            OURS,
-            json.dumps(options(folder)),
-            str(done),
-            QUEUE,
-        ],
-        cwd=settings.BASE_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    consumers = [threading.Thread(target=guarded, args=(consume,)) for _ in range(CONSUMER_THREADS)]
-    producers = [threading.Thread(target=guarded, args=(produce, n)) for n in range(PRODUCERS)]
-    started = time.monotonic()
-    for thread in consumers + producers:
-        thread.start()
-    for thread in producers:
-        thread.join()
-    producing.clear()
-    for thread in consumers:
-        thread.join()
-    done.touch()
-    out, err = other.communicate(timeout=60)
-    elapsed = time.monotonic() - started
+            received, errors, elapsed = stress(
+                OURS, options(folder), QUEUE, PRODUCERS, CONSUMER_THREADS, PER_PRODUCER
+            )
+        finally:
+            done.touch()
+            _, err = other.communicate(timeout=60)
+    out = ids.read_text()
 
     assert errors == [] and other.returncode == 0, (errors, err[-2000:])
     received.update(out.split())
