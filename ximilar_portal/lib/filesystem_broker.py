@@ -4,8 +4,9 @@ kombu 5.7's own transport creates a message file and then writes it, while a
 consumer renames and reads any file it finds, so a consumer can read an empty or
 half-written file. The JSONDecodeError escapes `_get`, Celery calls it an
 unrecoverable error, the worker dies and the message is lost (kombu issue #1551).
-Its exchange tables are truncated and rewritten in place the same way, and the
-folder of processed messages grows for ever.
+Its exchange tables are truncated and rewritten in place the same way, a binding
+another thread recorded first is not written at all, and the folder of processed
+messages grows for ever.
 
 This subclass keeps kombu's folder and file names (`<time>_<uuid>.<queue>.msg`
 in one folder that every process shares) and changes how files move:
@@ -21,6 +22,7 @@ in one folder that every process shares) and changes how files move:
   truncated and rewritten, and every bind makes sure its entry is there.
 """
 
+import contextlib
 import logging
 import os
 import shutil
@@ -262,11 +264,14 @@ class Channel(filesystem.Channel):
         for path in _files(self.claimed_folder):
             if _changed_at(path) < stale:  # claimed by a consumer that died before reading it
                 _rename_quietly(path, self.queue_in / path.name)
+        # This transport never keeps a read message, whatever "store_processed" says.
         processed = self.transport_options.get("processed_folder")
-        if processed and not self.store_processed:
+        if processed:
             leftovers = _files(Path(processed))
             for path in leftovers:
                 path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(processed).rmdir()
             if leftovers:
                 log.info("broker.processed_removed files=%d folder=%s", len(leftovers), processed)
 
