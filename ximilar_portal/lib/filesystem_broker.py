@@ -294,6 +294,8 @@ def _changed_at(path: Path) -> float:
 def _rename_quietly(source: Path, target: Path):
     try:
         os.rename(source, target)
+    except FileNotFoundError:
+        pass  # another process starting at the same time put it back
     except OSError as exc:
         log.warning("broker.requeue_failed file=%s error=%r", source, exc)
 
