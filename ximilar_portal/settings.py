@@ -257,20 +257,28 @@ XIMILAR_SWEEP_GRACE_SECONDS = env_float("XIMILAR_SWEEP_GRACE_SECONDS", 60.0)
 # The database is the source of truth for every record's state; the broker only
 # carries ids. No result backend: nothing reads task results.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# Files that the filesystem broker could not read as messages (None with another broker).
+BROKER_QUARANTINE_DIR = None
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    if PRODUCTION and not env_bool("ALLOW_FILESYSTEM_BROKER"):
+        raise ImproperlyConfigured(
+            "PRODUCTION=true refuses CELERY_BROKER_URL=filesystem://: the embedded broker "
+            "serves one machine from local files. Use redis://... or amqp://..., or set "
+            "ALLOW_FILESYSTEM_BROKER=true to run it anyway."
+        )
     _broker_dir = Path(env_str("CELERY_BROKER_FOLDER", str(VAR_DIR / "broker")))
-    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    BROKER_QUARANTINE_DIR = _broker_dir / "quarantine"
+    # kombu's own filesystem transport can hand a worker a half-written message.
+    CELERY_BROKER_TRANSPORT = "ximilar_portal.lib.filesystem_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
-        "store_processed": True,
-        "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
+        "quarantine_folder": str(BROKER_QUARANTINE_DIR),
+        # Where earlier versions kept every processed message: emptied at start.
+        "processed_folder": str(_broker_dir / "processed"),
         "polling_interval": 0.1,  # kombu's default of 1 s delays every hand-over
     }
-    BROKER_QUARANTINE_DIR = _broker_dir / "quarantine"
-else:
-    BROKER_QUARANTINE_DIR = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
