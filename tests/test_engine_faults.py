@@ -113,7 +113,8 @@ def test_a_429_for_a_minute_slows_the_team_down_and_fails_nothing(
     workers_for, sandbox, owner, team_with_token, monkeypatch
 ):
     records = make_records(team_with_token, owner, 30)
-    workers = workers_for(XIMILAR_RATE_LIMIT=1, XIMILAR_CONCURRENCY=4)
+    # A read timeout on a busy machine would be a real (counted, maybe billed) attempt.
+    workers = workers_for(XIMILAR_RATE_LIMIT=1, XIMILAR_CONCURRENCY=4, XIMILAR_READ_TIMEOUT=30)
     workers.start(concurrency=2)
     workers.start(concurrency=2)
     sandbox.faults.status_code, sandbox.faults.retry_after = 429, "2"
