@@ -315,15 +315,19 @@ def test_a_429_waits_for_retry_after_then_succeeds(
     assert calls[1].time - calls[0].time >= 1.0, "the retry waited for Retry-After"
 
 
-def test_a_429_that_never_ends_fails_within_the_cap(
-    failure_workers, sandbox, owner, team_with_token, monkeypatch
+def test_a_429_that_never_ends_fails_at_the_records_deadline(
+    workers_for, sandbox, owner, team_with_token, monkeypatch
 ):
+    """A 429 spends no attempt: only the per-record deadline ends the wait."""
+    workers_for(XIMILAR_RECORD_DEADLINE_SECONDS=3).start()
     sandbox.faults.status_code, sandbox.faults.retry_after = 429, "0"
     submission = submit_quietly(
         team_with_token, owner, make_records(team_with_token, owner, 3), monkeypatch=monkeypatch
     )
     assert all_final(submission, timeout=30) == [JobState.FAILED] * 3
-    assert len(api_calls(sandbox)) == MAX_ATTEMPTS
+    for job in submission.jobs.all():
+        assert job.error_class == "deadline"
+        assert "still rate-limited when its deadline passed, 3 s after" in job.error_message
 
 
 def test_a_failed_record_fails_alone_and_a_400_fails_at_once(

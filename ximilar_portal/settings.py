@@ -247,7 +247,11 @@ XIMILAR_READ_TIMEOUT = env_float("XIMILAR_READ_TIMEOUT", 90.0)
 XIMILAR_MAX_ATTEMPTS = env_int("XIMILAR_MAX_ATTEMPTS", 6)
 XIMILAR_BACKOFF_CAP = env_float("XIMILAR_BACKOFF_CAP", 300.0)
 XIMILAR_CONCURRENCY = env_int("XIMILAR_CONCURRENCY", 4)
-XIMILAR_LEASE_SECONDS = env_int("XIMILAR_LEASE_SECONDS", 300)
+# A claim's lease: renewed every third of it while its worker lives, so a dead
+# worker's records come free within about this long, whatever the call's length.
+XIMILAR_LEASE_SECONDS = env_float("XIMILAR_LEASE_SECONDS", 30.0)
+# A record still refused with 429 this long after it was submitted fails.
+XIMILAR_RECORD_DEADLINE_SECONDS = env_float("XIMILAR_RECORD_DEADLINE_SECONDS", 86400.0)
 # Engine: requests per second per team (token), shared by all workers (0 = no limit),
 # and how long a submission with ready records may sit still before the sweeper re-enqueues it.
 XIMILAR_RATE_LIMIT = env_float("XIMILAR_RATE_LIMIT", 5.0)
@@ -268,8 +272,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         )
     _broker_dir = Path(env_str("CELERY_BROKER_FOLDER", str(VAR_DIR / "broker")))
     BROKER_QUARANTINE_DIR = _broker_dir / "quarantine"
-    # kombu's own filesystem transport can hand a worker a half-written message.
-    CELERY_BROKER_TRANSPORT = "ximilar_portal.lib.filesystem_broker:Transport"
+    # filesystem:// is the portal's own transport (registered in ximilar_portal/celery.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.lib.fake_ximilar import Reply
-from ximilar_portal.lib.ximilar import COLLECTION_TYPES, Answer, PermanentError
+from ximilar_portal.lib.ximilar import COLLECTION_TYPES, Answer, PermanentError, write_results
 
 RECORD = {"_id": "1", "_url": "https://example.com/a.jpg"}
 
@@ -209,3 +209,30 @@ def test_all_records_stops_on_an_empty_page(fake, client):
 def test_search_replies_carry_the_sandbox_marker(fake, client):
     fake.reply(200, {"answer_records": [], "_sandbox": {"note": "local"}})
     assert client.collection("c").knn({"_id": "1"}).sandbox is True
+
+
+def test_each_inserted_records_own_status_is_read(fake, client):
+    """Records the reply marks with a failing `_status`, or skips with a
+    `_reason`, fail; records it does not name, or marks 2xx, went in."""
+    sent = records(5)
+    refused = {"_id": "1", "_status": {"code": 400, "text": "cannot decode image"}}
+    duplicate = {"_id": "3", "_reason": {"status": {"code": 411, "text": "record duplicate"}}}
+    body = {
+        "status": {"code": 211, "text": "some records inserted"},
+        "records": [{"_id": "0", "_status": {"code": 200, "text": "OK"}}, refused, {"_id": "4"}],
+        "skipped_records": [duplicate],
+    }
+    fake.reply(200, body)
+    response = client.collection("c1").insert(sent)
+
+    results = write_results(sent, response)
+
+    assert [(r.index, r.ok, r.code) for r in results] == [
+        (0, True, 200),
+        (1, False, 400),
+        (2, True, None),
+        (3, False, 411),
+        (4, True, None),
+    ]
+    assert results[1].text == "cannot decode image"
+    assert results[3].raw == duplicate

@@ -148,3 +148,19 @@ def test_bad_fault_settings_are_refused(server, body):
     response = requests.post(server.url + "_sandbox/faults", json=body, timeout=5)
     assert response.status_code == 400
     assert server.faults.latency_ms == 0 and server.faults.malformed_json is False
+
+
+def test_a_forced_status_can_end_at_a_set_time(server, api):
+    server.faults.status_code, server.faults.retry_after = 429, "1"
+    server.faults.status_code_until = time.time() + 0.5
+    assert tag(api).status_code == 429
+    time.sleep(0.6)
+    assert tag(api).status_code == 200
+    first, second = server.requests()
+    assert (first.retry_after, second.retry_after) == ("1", None)
+    assert first.time <= first.answered < second.time
+
+
+def test_the_log_names_each_record_sent(server, api):
+    tag(api, ids=("a", "b", "c"))
+    assert server.requests()[0].record_ids == ["a", "b", "c"]

@@ -271,3 +271,14 @@ def test_filters_that_do_not_match(query):
 def test_filters_that_are_refused(query):
     with pytest.raises(FilterError):
         matches(DOC, query)
+
+
+def test_chosen_records_fail_an_insert_with_their_own_status(server, collection):
+    server.faults.fail_record_ids = {"s2"}
+    body = insert(collection, [scene_record(1), scene_record(2), scene_record(3)])
+    assert body["status"]["code"] == 211
+    refused = [r for r in body["records"] if "_status" in r]
+    assert [(r["_id"], r["_status"]["code"]) for r in refused] == [("s2", 400)]
+    server.faults.fail_record_ids = set()
+    again = insert(collection, [scene_record(2)])
+    assert again["status"]["code"] == 210, "the refused record was not stored"

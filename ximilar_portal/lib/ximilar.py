@@ -35,6 +35,7 @@ from ximilar_portal.lib.ximilar_errors import (
     TransientError,
     XimilarError,
     raise_for_reply,
+    record_failure_is_transient,
 )
 from ximilar_portal.lib.ximilar_results import (
     Answer,
@@ -48,6 +49,7 @@ from ximilar_portal.lib.ximilar_results import (
     merge_searches,
     parse_response,
     parse_search,
+    write_results,
 )
 
 __all__ = [
@@ -73,6 +75,8 @@ __all__ = [
     "XimilarError",
     "image_record",
     "raise_for_reply",
+    "record_failure_is_transient",
+    "write_results",
 ]
 
 logger = logging.getLogger("ximilar_portal.ximilar")

@@ -88,6 +88,12 @@ def error_class(status: int) -> type[XimilarError]:
     return PermanentError
 
 
+def record_failure_is_transient(code: int | None) -> bool:
+    """Whether a record's own failure status (`_status` or `_reason`) is worth
+    another attempt: a timeout or a server error, as it would be for a request."""
+    return code is not None and error_class(code) is TransientError
+
+
 # ---- replies ---------------------------------------------------------------------------------
 
 

@@ -177,6 +177,31 @@ def parse_search(body: dict, *, sandbox: bool, first_rank: int = 1) -> SearchRes
     )
 
 
+def write_results(sent: list[dict], response: SearchResponse) -> list[RecordResult]:
+    """One RecordResult per record sent to a collection write (insert, update,
+    delete), in the order sent, matched by `_id`. A record the reply lists in
+    `records` with its own `_status` has that status; one in `skipped_records`
+    has its `_reason`'s status; a record the reply does not name went through
+    (the reply as a whole was accepted before this is called)."""
+    reported: dict[str, RecordResult] = {}
+    for answer in response.answers:
+        if "_id" in answer.record and isinstance(answer.record.get("_status"), dict):
+            reported[str(answer.record["_id"])] = parse_record(answer.record, index=0)
+    for entry in response.skipped:
+        code, text = status_of(
+            entry.get("_reason") if isinstance(entry.get("_reason"), dict) else {}
+        )
+        reported[str(entry.get("_id"))] = RecordResult(0, False, code, text or "skipped", entry)
+    results = []
+    for index, record in enumerate(sent):
+        found = reported.get(str(record.get("_id")))
+        if found is None:
+            results.append(RecordResult(index, True, None, "", {"_id": record.get("_id")}))
+        else:
+            results.append(RecordResult(index, found.ok, found.code, found.text, found.raw))
+    return results
+
+
 def processing_time(statistics: dict) -> float | None:
     for key in ("processing time", "processing_time"):
         if key in statistics:

@@ -17,18 +17,9 @@ def _connection():
     timeout = settings.HEALTH_BROKER_TIMEOUT
     # socket_timeout: a broker that accepts the connection and then says nothing.
     options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    url = settings.CELERY_BROKER_URL
     return app.connection_for_read(
-        url, transport=_transport(url), connect_timeout=timeout, transport_options=options
+        settings.CELERY_BROKER_URL, connect_timeout=timeout, transport_options=options
     )
-
-
-def _transport(url: str) -> str:
-    """The portal's own class for filesystem://; any other URL names its transport
-    (an explicit CELERY_BROKER_TRANSPORT would otherwise win over the URL)."""
-    if url.startswith("filesystem://"):
-        return settings.CELERY_BROKER_TRANSPORT
-    return url.split("://", 1)[0]
 
 
 def broker_reachable() -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 class Faults:
     latency_ms: int = 0
     status_code: int | None = None  # forced HTTP status on every request
+    status_code_until: float | None = None  # time.time() after which status_code stops
     error_rate: float = 0.0  # fraction of requests answered with HTTP 500
     retry_after: str | None = None  # Retry-After on forced answers ("2" or an HTTP date)
     hang_seconds: float = 0  # wait this long before answering
@@ -44,6 +45,12 @@ class Faults:
                 raise ValueError(f"bad value for {name}: {value!r}") from error
         for name, value in converted.items():
             setattr(self, name, value)
+
+    def forced_status(self) -> int | None:
+        """The forced HTTP status now: none once `status_code_until` has passed."""
+        if self.status_code_until is not None and time.time() >= self.status_code_until:
+            return None
+        return self.status_code
 
     def to_json(self) -> dict:
         data = {item.name: getattr(self, item.name) for item in fields(self)}
@@ -79,6 +86,7 @@ def id_set(value) -> set[str]:
 CONVERTERS = {
     "latency_ms": number(int),
     "status_code": optional(number(int)),
+    "status_code_until": optional(number(float)),
     "error_rate": number(float),
     "retry_after": optional(str),
     "hang_seconds": number(float),

@@ -30,6 +30,7 @@ class Call:
     base_url: str  # "http://host:port/"
     state: Any  # server.SandboxState
     params: dict[str, str] = field(default_factory=dict)  # parts of the path
+    failing_ids: frozenset[str] = frozenset()  # injected: records with these _id fail
 
 
 @dataclass

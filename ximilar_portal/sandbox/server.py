@@ -51,6 +51,9 @@ class LoggedRequest:
     time: float  # time.time() when the request arrived (what a rate limit governs)
     status: int
     token_hint: str  # "…abcd": never the whole token
+    record_ids: list[str] = field(default_factory=list)  # the `_id`s sent, in order
+    answered: float = 0.0  # time.time() when the answer was ready
+    retry_after: str | None = None  # the Retry-After the answer announced
 
 
 @dataclass
@@ -121,6 +124,14 @@ def record_count(body: dict) -> int:
     records = body.get("records")
     count = len(records) if isinstance(records, list) else 0
     return count + (1 if isinstance(body.get("query_record"), dict) else 0)
+
+
+def record_ids(body: dict) -> list[str]:
+    records = body.get("records")
+    records = list(records) if isinstance(records, list) else []
+    if isinstance(body.get("query_record"), dict):
+        records.append(body["query_record"])
+    return [str(r["_id"]) for r in records if isinstance(r, dict) and "_id" in r]
 
 
 def json_answer(code: int, body, headers: dict | None = None, elapsed: float = 0.0) -> Answer:
@@ -206,10 +217,21 @@ class SandboxServer:
             token=token,
             base_url=self.url,
             state=self.state,
+            failing_ids=frozenset(self.faults.fail_record_ids),
         )
         answer = self._answer_api(call, body_error)
         count, hint = record_count(body), token_hint(token)
-        entry = LoggedRequest(call.method, path, count, received, answer.status, hint)
+        entry = LoggedRequest(
+            call.method,
+            path,
+            count,
+            received,
+            answer.status,
+            hint,
+            record_ids=record_ids(body),
+            answered=time.time(),
+            retry_after=answer.headers.get("Retry-After"),
+        )
         with self._log_lock:
             self._log.append(entry)
         return answer
@@ -244,7 +266,7 @@ class SandboxServer:
             detail = f"Request was throttled. Expected available in {wait} seconds."
             retry_after = faults.retry_after or str(wait)
             return json_answer(429, {"detail": detail}, {"Retry-After": retry_after})
-        code = faults.status_code
+        code = faults.forced_status()
         if code is None and faults.error_rate and random.random() < faults.error_rate:
             code = 500
         if code is None:

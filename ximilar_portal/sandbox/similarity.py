@@ -35,6 +35,7 @@ BASES = (
     "similarity/colors/v2", "similarity/homedecor/v2", "image_matching/v2", "photo/search/v2",
 )  # fmt: skip
 IMAGE_FIELDS = ("_url", "_base64", "_file", "_img_data")
+INJECTED_FAILURE = "sandbox: injected record failure"
 
 
 @dataclass
@@ -86,11 +87,13 @@ def skipped(record: dict, code: int, text: str) -> dict:
 
 def insert(call: Call, collection_id: str) -> Reply:
     ready, rejected = prepare_inserts(request_records(call.body))
-    inserted = []
+    inserted, failed = [], []
     store = call.state.collections
     with store.opened(call.token, collection_id) as items:
         for record, vector in ready:
-            if key_of(record) in items:
+            if key_of(record) in call.failing_ids:
+                failed.append({**echo(record), "_status": status(400, INJECTED_FAILURE)})
+            elif key_of(record) in items:
                 rejected.append(skipped(record, 411, "record duplicate"))
             elif len(items) >= store.capacity:
                 rejected.append(skipped(record, 412, "hard capacity exceeded"))
@@ -98,8 +101,12 @@ def insert(call: Call, collection_id: str) -> Reply:
                 items[key_of(record)] = Item(echo(record), vector)
                 inserted.append(echo(record))
     wanted = fields_option(call.body, ["_id"])
-    body = {"status": insert_status(inserted, rejected)}
-    body["records"] = [select_fields(fields, wanted) for fields in inserted]
+    body = {"status": insert_status(inserted, rejected + failed)}
+    # An injected failure is reported as Ximilar reports a record it could
+    # not process: in `records`, with its own `_status`.
+    body["records"] = [select_fields(fields, wanted) for fields in inserted] + [
+        {**select_fields(record, wanted), "_status": record["_status"]} for record in failed
+    ]
     if rejected:
         body["skipped_records"] = rejected
     return Reply(body, credits=len(inserted))
@@ -123,7 +130,9 @@ def insert_status(inserted: list, rejected: list) -> dict:
         return status(210, "records inserted")
     if inserted:
         return status(211, "some records inserted")
-    codes = {r["_reason"]["status"]["code"] for r in rejected}
+    codes = {
+        r["_reason"]["status"]["code"] if "_reason" in r else r["_status"]["code"] for r in rejected
+    }
     if codes == {411}:
         return status(411, "record duplicate")
     if 412 in codes:

@@ -6,9 +6,10 @@ method and lines the answers up with the records."""
 from dataclasses import dataclass, field
 
 from ximilar_portal.lib import ximilar
-from ximilar_portal.lib.ximilar_results import processing_time, status_of
+from ximilar_portal.lib.ximilar_results import processing_time
 
 SEARCH, INSERT = "similarity_search", "similarity_insert"
+DUPLICATE = 411  # Ximilar's code for a record already in the collection
 EXTRA_LABELS = {SEARCH: "Visual search", INSERT: "Insert into collection"}
 
 SERVICE_CALLS = {
@@ -48,6 +49,11 @@ class Outcome:
     best: object = None  # a ximilar.Label or None
     note: str = ""
     answers: list = field(default_factory=list)  # search: [ximilar.Answer]
+
+    @property
+    def retryable(self) -> bool:
+        """A failed record worth another attempt (its own 5xx or timeout)."""
+        return not self.ok and ximilar.record_failure_is_transient(self.code)
 
 
 @dataclass
@@ -99,21 +105,21 @@ def _image_outcome(record) -> Outcome:
 
 
 def _insert(collection, records) -> Reply:
-    """Inserted records are done; a duplicate is done too (it is in the
-    collection already) with a note; other skipped records fail with the reason."""
+    """Each record by its own status in the reply: inserted records are done;
+    a duplicate is done too (it is in the collection already) with a note;
+    any other refused record fails with the reason."""
     response = collection.insert(records)
-    skipped = {str(s.get("_id")): s for s in response.skipped}
     outcomes = []
-    for record in records:
-        entry = skipped.get(str(record.get("_id")))
-        if entry is None:
-            outcomes.append(Outcome(ok=True, raw={"_id": record.get("_id")}, note="inserted"))
-            continue
-        code, text = status_of(entry.get("_reason") or {})
-        if code == 411:
-            outcomes.append(Outcome(ok=True, raw=entry, note=f"skipped: {text or 'duplicate'}"))
+    for result in ximilar.write_results(records, response):
+        if result.ok:
+            outcomes.append(Outcome(ok=True, raw=result.raw, note="inserted"))
+        elif result.code == DUPLICATE:
+            note = f"skipped: {result.text or 'duplicate'}"
+            outcomes.append(Outcome(ok=True, raw=result.raw, note=note))
         else:
-            outcomes.append(Outcome(ok=False, raw=entry, code=code, text=text or "skipped"))
+            outcomes.append(
+                Outcome(ok=False, raw=result.raw, code=result.code, text=result.text or "skipped")
+            )
     return Reply(outcomes, _seconds(response.raw), response.sandbox)
 
 

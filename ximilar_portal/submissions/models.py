@@ -52,6 +52,8 @@ class TeamQueue(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     next_slot_us = models.BigIntegerField(default=0)
+    # Ximilar answered 429: no request of the team before this moment (microseconds).
+    throttled_until_us = models.BigIntegerField(default=0)
 
     def __str__(self):
         return f"queue of team {self.team_id}"

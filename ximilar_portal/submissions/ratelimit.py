@@ -53,6 +53,31 @@ def slot_reserve(*, team_id: int, rate: float | None = None) -> float:
             return -wait
 
 
+def team_throttle(*, team_id: int, seconds: float) -> int:
+    """Ximilar refused the team with 429: no request of it leaves for `seconds`.
+    One UPDATE that only ever moves the two moments later, so racing workers
+    keep the latest end. Returns that end (microseconds)."""
+    until_us = int((time.time() + seconds) * 1_000_000)
+    table = connection.ops.quote_name(TeamQueue._meta.db_table)
+    sql = f"""
+        UPDATE {table}
+        SET next_slot_us = CASE WHEN next_slot_us > %s THEN next_slot_us ELSE %s END,
+            throttled_until_us = CASE WHEN throttled_until_us > %s THEN throttled_until_us
+                                      ELSE %s END
+        WHERE team_id = %s"""  # noqa: S608 (the table name is ours)
+    queue_row(team_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [until_us, until_us, until_us, until_us, team_id])
+    return until_us
+
+
+def throttled_for(throttled_until_us: int | None) -> float:
+    """Seconds the team must still wait after a 429 (0 when it need not)."""
+    if not throttled_until_us:
+        return 0.0
+    return max(0.0, throttled_until_us / 1_000_000 - time.time())
+
+
 def catch_up_slots(rate: float) -> int:
     """How many missed slots may still be taken: each one lets a single
     one-second window see one request more. With n of them a window sees at

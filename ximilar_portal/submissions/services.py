@@ -5,19 +5,27 @@ record stands; Celery only carries submission ids.
        ^                 │
        └── retry later ──┘        blocked (token refused)  cancelled
 
+A claim is leased: its worker renews the lease while it sends (see
+_Claims), so a lease can be short and still outlast any call, and the records
+of a worker that died come free within one lease. A 429 throttles the whole
+team (ratelimit.team_throttle) and gives the rows back without spending an
+attempt; XIMILAR_RECORD_DEADLINE_SECONDS ends a record that never goes through.
+
 People's actions on a submission (cancel, retry, pause) are in actions.py.
 """
 
 import logging
+import os
 import random
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -31,7 +39,7 @@ from ximilar_portal.records.models import Record
 
 from .calls import call_service, records_per_request, requests_needed
 from .models import JobState, RecordJob, Result, SearchAnswer, Submission, TeamQueue
-from .ratelimit import slot_reserve
+from .ratelimit import MAX_WAIT_SECONDS, slot_reserve, team_throttle, throttled_for
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,8 @@ BATCH_SIZE = ximilar.MAX_RECORDS_PER_REQUEST
 # How long one task goes on sending batches before it hands over to a new task
 # (so submissions of several teams take turns on the workers).
 TASK_SECONDS = 20
+# The shortest pause after a 429 that names no Retry-After (or names 0).
+RATE_LIMITED_MIN_PAUSE = 1.0
 
 
 # --- Creating and enqueueing --------------------------------------------------
@@ -97,6 +107,7 @@ CLAIMED_FIELDS = [
     "submission_id",
     "team_id",
     "attempts",
+    "created_at",
     "record__ximilar_id",
     "record__image",
     "record__image_url",
@@ -108,9 +119,11 @@ CLAIMED_FIELDS = [
 ]
 
 
-def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
+def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE, claim_id=None):
     """Compare-and-set: only rows still queued become ours, so two workers never
-    send the same record at once. Retries when another worker won the race."""
+    send the same record at once. Retries when another worker won the race.
+    `claim_id` is the one the caller holds (see _Claims.holding)."""
+    claim_id = claim_id or uuid.uuid4()
     for _ in range(5):
         now = timezone.now()
         ids = list(
@@ -120,7 +133,6 @@ def jobs_claim(*, submission_id: int, limit: int = BATCH_SIZE):
         )
         if not ids:
             return None, []
-        claim_id = uuid.uuid4()
         claimed = RecordJob.objects.filter(_ready(now), id__in=ids).update(
             state=JobState.SENDING,
             claim_id=claim_id,
@@ -174,7 +186,97 @@ class _Unreported:
         _history_refresh(record_ids)
 
 
-_unreported = _Unreported()
+class _Claims:
+    """The claims this process holds while it sends them, and one thread that
+    renews their leases: every lease/6 it extends to a full lease each claim
+    last extended a third of a lease ago. A claim held longer than any call
+    can take (slot wait, connect and read timeouts, one lease more) is left to
+    lapse: the thread holding it is stuck, and the sweeper takes it back."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.renewed: dict[uuid.UUID, float] = {}  # claim -> when last extended (monotonic)
+        self.started: dict[uuid.UUID, float] = {}  # claim -> when taken (monotonic)
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    @contextmanager
+    def holding(self, claim_id):
+        """Renewed from before the claim is taken until its rows are settled."""
+        now = time.monotonic()
+        with self.lock:
+            self.renewed[claim_id] = self.started[claim_id] = now
+            self._start_renewing()
+        try:
+            yield claim_id
+        finally:
+            with self.lock:
+                self.renewed.pop(claim_id, None)
+                self.started.pop(claim_id, None)
+
+    def _start_renewing(self) -> None:
+        alive = self.thread is not None and self.thread.is_alive()
+        if alive and self.pid == os.getpid():
+            return
+        self.pid = os.getpid()  # a forked child starts its own thread
+        self.thread = threading.Thread(target=self._run, name="lease-renewal", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(settings.XIMILAR_LEASE_SECONDS / 6)
+            try:
+                self.renew_due()
+            except Exception:
+                log.exception("submission.lease_renewal_failed (retried next round)")
+                connection.close()
+
+    def renew_due(self) -> int:
+        lease = settings.XIMILAR_LEASE_SECONDS
+        now = time.monotonic()
+        longest = longest_hold_seconds()
+        with self.lock:
+            due = [
+                claim_id
+                for claim_id, renewed in self.renewed.items()
+                if now - renewed >= lease / 3 and now - self.started[claim_id] < longest
+            ]
+        if not due:
+            return 0
+        renewed = RecordJob.objects.filter(claim_id__in=due, state=JobState.SENDING).update(
+            lease_until=timezone.now() + timedelta(seconds=lease)
+        )
+        with self.lock:
+            for claim_id in due:
+                if claim_id in self.renewed:
+                    self.renewed[claim_id] = now
+        return renewed
+
+
+def longest_hold_seconds() -> float:
+    """The longest a live worker holds one claim: its rate-limit wait, the
+    call's connect and read timeouts, and a lease for reading images and
+    writing the outcome."""
+    return (
+        MAX_WAIT_SECONDS
+        + settings.XIMILAR_CONNECT_TIMEOUT
+        + settings.XIMILAR_READ_TIMEOUT
+        + settings.XIMILAR_LEASE_SECONDS
+    )
+
+
+class _ThisProcess:
+    """What the threads of one worker process share: the claims they hold
+    (renewed by one thread), what they finished and have not reported yet,
+    and one HTTP session per thread."""
+
+    def __init__(self):
+        self.claims = _Claims()
+        self.unreported = _Unreported()
+        self.threads = threading.local()
+
+
+_process = _ThisProcess()
 
 
 def submission_process(*, submission_id: int) -> None:
@@ -191,7 +293,7 @@ def submission_process(*, submission_id: int) -> None:
                 return
         submission_enqueue(submission_id)
     finally:
-        _unreported.report()  # what this task (and the process) finished is shown
+        _process.unreported.report()  # what this task (and the process) finished is shown
 
 
 def _process_one_batch(submission) -> bool:
@@ -204,14 +306,20 @@ def _process_one_batch(submission) -> bool:
         return False
     if standing.paused:
         return False  # resuming the queue enqueues the team's submissions again
-    limit = records_per_request(submission.service)
-    claim_id, jobs = jobs_claim(submission_id=submission.pk, limit=limit)
-    if not jobs:
-        _wake_up_for_retries(submission)
+    throttled = throttled_for(standing.throttled_until_us)
+    if throttled:
+        # Ximilar said 429: nothing is claimed until the team may send again.
+        submission_enqueue(submission.pk, countdown=min(throttled, 60))
         return False
-    batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
+    limit = records_per_request(submission.service)
+    with _process.claims.holding(uuid.uuid4()) as claim_id:
+        claim_id, jobs = jobs_claim(submission_id=submission.pk, limit=limit, claim_id=claim_id)
+        if not jobs:
+            _wake_up_for_retries(submission)
+            return False
+        batch_send(submission=submission, claim_id=claim_id, jobs=jobs)
     # Done, failed or waiting for a retry: the history shows which.
-    _unreported.add(submission.pk, [job.record_id for job in jobs])
+    _process.unreported.add(submission.pk, [job.record_id for job in jobs])
     return True
 
 
@@ -219,6 +327,7 @@ class _Standing(NamedTuple):
     cancelled_at: object
     blocked_reason: str
     paused: bool | None  # None: the team has no queue row yet
+    throttled_until_us: int | None  # after a 429: no request before this moment
 
 
 def _standing(submission_id: int) -> _Standing | None:
@@ -226,7 +335,12 @@ def _standing(submission_id: int) -> _Standing | None:
     submission is fixed once created): one row of plain values per batch."""
     row = (
         Submission.objects.filter(pk=submission_id)
-        .values_list("cancelled_at", "team__blocked_reason", "team__teamqueue__paused")
+        .values_list(
+            "cancelled_at",
+            "team__blocked_reason",
+            "team__teamqueue__paused",
+            "team__teamqueue__throttled_until_us",
+        )
         .first()
     )
     return _Standing(*row) if row else None
@@ -275,7 +389,9 @@ def batch_send(*, submission, claim_id, jobs) -> None:
             team_id=team_id, reason=f"token: refused by Ximilar ({error.http_status})"
         )
     except ximilar.RateLimited as error:
-        jobs_retry(jobs=jobs, claim_id=claim_id, error=error, wait=error.retry_after or 1)
+        pause = max(error.retry_after or 0, RATE_LIMITED_MIN_PAUSE)
+        team_throttle(team_id=team_id, seconds=pause)
+        jobs_rate_limited(jobs=jobs, claim_id=claim_id, error=error, delay=pause)
     except ximilar.TransientError as error:
         jobs_retry(jobs=jobs, claim_id=claim_id, error=error, wait=error.retry_after)
     except ximilar.PermanentError as error:
@@ -305,18 +421,20 @@ def _may_send_now(submission, claim_id, jobs, wait: float, due: float) -> bool:
     if standing.paused:
         jobs_release(jobs=jobs, claim_id=claim_id, delay=0)
         return False
+    throttled = throttled_for(standing.throttled_until_us)
+    if throttled:  # a 429 came back for another batch while this one waited
+        jobs_release(jobs=jobs, claim_id=claim_id, delay=throttled)
+        return False
     return True  # a cancel meanwhile leaves claimed rows alone: they are sent
-
-
-_local = threading.local()
 
 
 def _session():
     """One HTTP session per worker thread: connections are reused between
     batches (the token goes on each request, never on the session)."""
-    if getattr(_local, "session", None) is None:
-        _local.session = ximilar._new_session()
-    return _local.session
+    threads = _process.threads
+    if getattr(threads, "session", None) is None:
+        threads.session = ximilar._new_session()
+    return threads.session
 
 
 def _payload(jobs, service, claim_id):
@@ -354,15 +472,21 @@ def _read_image(record) -> bytes | None:
 
 
 def results_store(*, submission, claim_id, jobs, reply) -> None:
-    done = []
+    """Each record by its own outcome: done, retried (its own 5xx or timeout)
+    or failed; records the reply did not account for are retried."""
+    done, again = [], []
     for job, outcome in zip(jobs, reply.outcomes, strict=False):
+        message = f"Ximilar could not process this record: {outcome.text} ({outcome.code})"
         if outcome.ok:
             done.append((job, outcome))
+        elif outcome.retryable:
+            again.append((job, message))
         else:
-            message = f"Ximilar could not process this record: {outcome.text} ({outcome.code})"
             jobs_fail(jobs=[job], claim_id=claim_id, error_class="record", message=message)
     if done:
         jobs_done(submission=submission, claim_id=claim_id, done=done, reply=reply)
+    for job, message in again:
+        jobs_retry(jobs=[job], claim_id=claim_id, error=ximilar.TransientError(message))
     missing = jobs[len(reply.outcomes) :]
     if missing:
         jobs_retry(jobs=missing, claim_id=claim_id, error=ximilar.TransientError("reply too short"))
@@ -389,8 +513,13 @@ def _jobs_done_once(submission, claim_id, done, reply) -> None:
     ids = [job.pk for job, _ in done]
     # The compare-and-set itself says which rows are ours: all of them, as a
     # rule; when fewer, the rows this very UPDATE finished (its timestamp).
-    finished = _still_claimed([job for job, _ in done], claim_id).update(
-        state=JobState.DONE, finished_at=now, updated_at=now, error_class="", error_message=""
+    finished = _answerable([job for job, _ in done], claim_id).update(
+        state=JobState.DONE,
+        claim_id=claim_id,
+        finished_at=now,
+        updated_at=now,
+        error_class="",
+        error_message="",
     )
     if finished < len(ids):
         ours = set(
@@ -398,7 +527,10 @@ def _jobs_done_once(submission, claim_id, done, reply) -> None:
                 pk__in=ids, claim_id=claim_id, state=JobState.DONE, finished_at=now
             ).values_list("pk", flat=True)
         )
-        log.warning("submission.result_dropped jobs=%s (claim lost)", sorted(set(ids) - ours))
+        log.warning(
+            "submission.result_dropped jobs=%s (another worker holds them now)",
+            sorted(set(ids) - ours),
+        )
         done = [(job, outcome) for job, outcome in done if job.pk in ours]
     if not done:
         return
@@ -517,6 +649,19 @@ def jobs_retry(*, jobs, claim_id, error, wait: float | None = None) -> None:
     log.info("submission.retry jobs=%s error=%s", [j.pk for j in jobs], error_class)
 
 
+def _answerable(jobs, claim_id):
+    """The rows of `jobs` an answer of this claim may finish: the rows it
+    still holds, and rows nobody holds any more (the sweeper gave them back
+    when the lease lapsed, or the team was blocked meanwhile): Ximilar
+    processed and billed them, so the answer is kept rather than sent again.
+    Never a row another claim holds now: that claim stores its own answer."""
+    nobody_holds = Q(claim_id__isnull=True, state__in=[JobState.QUEUED, JobState.BLOCKED])
+    return RecordJob.objects.filter(
+        Q(claim_id=claim_id, state=JobState.SENDING) | nobody_holds,
+        pk__in=[job.pk for job in jobs],
+    )
+
+
 def _still_claimed(jobs, claim_id):
     """The rows of `jobs` this claim still holds: an update through it never
     touches a row the sweeper or another worker has taken since."""
@@ -525,10 +670,13 @@ def _still_claimed(jobs, claim_id):
     )
 
 
-def jobs_release(*, jobs, claim_id, delay: float) -> None:
-    """Give claimed rows back unsent (rate-limit slot too far, queue paused):
-    the attempt did not happen, so it is not counted."""
+def jobs_release(*, jobs, claim_id, delay: float, error=None) -> None:
+    """Give claimed rows back (rate-limit slot too far, queue paused, a 429):
+    no attempt failed, so none is counted. `error` says why they wait."""
     now = timezone.now()
+    said = {}
+    if error is not None:
+        said = {"error_class": type(error).__name__, "error_message": error.message[:500]}
     _still_claimed(jobs, claim_id).update(
         state=JobState.QUEUED,
         claim_id=None,
@@ -536,7 +684,34 @@ def jobs_release(*, jobs, claim_id, delay: float) -> None:
         attempts=F("attempts") - 1,
         next_attempt_at=now + timedelta(seconds=delay) if delay else None,
         updated_at=now,
+        **said,
     )
+
+
+def jobs_rate_limited(*, jobs, claim_id, error, delay: float) -> None:
+    """Ximilar said 429: the team slows down (its clock has moved), the rows
+    go back without spending an attempt. A record still refused once its
+    deadline has passed fails with that reason: it may never go through."""
+    deadline = timedelta(seconds=settings.XIMILAR_RECORD_DEADLINE_SECONDS)
+    now = timezone.now()
+    late = [job for job in jobs if job.created_at + deadline <= now]
+    if late:
+        message = (
+            f"{error.message} (still rate-limited when its deadline passed, "
+            f"{_duration(deadline)} after it was submitted)"
+        )
+        jobs_fail(jobs=late, claim_id=claim_id, error_class="deadline", message=message)
+    waiting = [job for job in jobs if job not in late]
+    if waiting:
+        jobs_release(jobs=waiting, claim_id=claim_id, delay=delay, error=error)
+        log.info("submission.rate_limited jobs=%s wait=%.1fs", [j.pk for j in waiting], delay)
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds:g} s"
 
 
 def jobs_fail(*, jobs, claim_id, error_class: str, message: str) -> None:
@@ -585,18 +760,30 @@ def sweep() -> dict:
     expired) go back to the queue, and submissions with ready rows that have not
     moved for XIMILAR_SWEEP_GRACE_SECONDS get new tasks."""
     now = timezone.now()
+    # A live worker renews its leases: one that lapsed belongs to a worker
+    # that stopped (or hangs past any timeout).
     expired = RecordJob.objects.filter(state=JobState.SENDING, lease_until__lt=now)
     expired.filter(attempts__gte=settings.XIMILAR_MAX_ATTEMPTS).update(
         state=JobState.FAILED,
         finished_at=now,
         error_class="worker_lost",
-        error_message="The worker stopped while sending, too many times.",
+        error_message=(
+            "The worker sending this record stopped before it finished, "
+            "and its attempts are used up."
+        ),
     )
     requeued = expired.update(
         state=JobState.QUEUED, claim_id=None, lease_until=None, next_attempt_at=None
     )
+    if requeued:
+        log.warning("submission.lease_lapsed jobs=%s (their worker stopped)", requeued)
     grace = timedelta(seconds=settings.XIMILAR_SWEEP_GRACE_SECONDS)
-    paused = TeamQueue.objects.filter(paused=True).values("team_id")
+    # Paused teams wait for a person; throttled ones for their Retry-After
+    # (their own tasks come back then).
+    now_us = int(now.timestamp() * 1_000_000)
+    paused = TeamQueue.objects.filter(Q(paused=True) | Q(throttled_until_us__gt=now_us)).values(
+        "team_id"
+    )
     stale = list(
         Submission.objects.filter(
             team__blocked_reason="",
