@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -265,12 +266,43 @@ CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_SWEEP_SECONDS = env_float("CELERY_SWEEP_SECONDS", 15.0)
 HISTORY_SYNC_SECONDS = env_float("HISTORY_SYNC_SECONDS", 30.0)
-# The queue tasks go to and workers read (separate deployments, or tests, on one broker).
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
+# Background exports: how many of one team's run at once (the others wait their
+# turn), and how long a running one may go without a sign of life from its
+# worker before the sweeper hands it out again.
+EXPORT_MAX_RUNNING_PER_TEAM = env_int("EXPORT_MAX_RUNNING_PER_TEAM", 2)
+EXPORT_STALE_SECONDS = env_float("EXPORT_STALE_SECONDS", 120.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "submissions.sweep", "schedule": CELERY_SWEEP_SECONDS},
     # Summaries of jobs moved without a refresh call (see history.services).
     "history-sync": {"task": "history.sync", "schedule": HISTORY_SYNC_SECONDS},
+    # Waiting exports started, lost or abandoned running ones handed out again.
+    "exports-sweep": {"task": "history.exports_sweep", "schedule": CELERY_SWEEP_SECONDS},
+}
+# Queues by kind of work, each read by its own worker processes (Procfile).
+# CELERY_QUEUE names the engine's queue and prefixes the others, so separate
+# deployments or test runs can share one broker.
+CELERY_QUEUE = env_str("CELERY_QUEUE", "celery")
+WORK_QUEUES = {
+    "engine": CELERY_QUEUE,
+    "heavy": f"{CELERY_QUEUE}-heavy",
+    "periodic": f"{CELERY_QUEUE}-periodic",
+}
+CELERY_TASK_DEFAULT_QUEUE = WORK_QUEUES["engine"]
+# Declared, so a worker started without -Q reads all three (one process does it all).
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in WORK_QUEUES.values()]
+HEAVY_TASKS = [
+    "history.run_export",
+    "records.import_check",
+    "records.import_commit",
+    "records.fetch_preview",
+    "records.fetch_batch_previews",
+]
+# Every task celery beat sends is periodic work, whatever it is named.
+CELERY_TASK_ROUTES = {
+    **{name: {"queue": WORK_QUEUES["heavy"]} for name in HEAVY_TASKS},
+    **{
+        entry["task"]: {"queue": WORK_QUEUES["periodic"]} for entry in CELERY_BEAT_SCHEDULE.values()
+    },
 }
 
 # --- E-mail and security ---------------------------------------------------------

@@ -11,13 +11,19 @@ blocked whose job moved on: a missed call delays the history, it never loses
 anything.
 """
 
+import hashlib
+import json
 import logging
 import tempfile
+import time
+import uuid
 from collections import defaultdict
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.files import File
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max, Q
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -41,6 +47,8 @@ from .models import (
 log = logging.getLogger(__name__)
 
 CHUNK = 500
+# Workers that may die on one export before it is failed for good.
+EXPORT_MAX_ATTEMPTS = 3
 TOP_TAGS = 5
 TOP_COLORS = 6
 JOB_STATUS = {
@@ -286,57 +294,174 @@ def export_audit(*, team, user, fmt: str, query: str, record_ids, rows=None, exp
     )
 
 
-def export_create(*, team, user, fmt: str, query: str, record_ids) -> Export:
-    """A background export: the file is written by a worker; its page links it."""
+OPEN_STATES = (ExportState.WAITING, ExportState.RUNNING)
+
+
+def export_create(*, team, user, fmt: str, query: str, record_ids) -> tuple[Export, bool]:
+    """A background export, or the team's identical one still waiting or
+    running (then `reused` is True and nothing new is made). It starts at once
+    when the team has a free slot, otherwise when one of its exports ends."""
+    record_ids = sorted(set(record_ids or []))
+    key = export_key(team=team, fmt=fmt, query=query, record_ids=record_ids)
     with transaction.atomic():
+        _team_lock(team.pk)
+        same = Export.objects.filter(team=team, state__in=OPEN_STATES, key=key).first()
+        if same is not None:
+            log.info("history.export_reused id=%s", same.pk)
+            return same, True
         export = Export.objects.create(
-            team=team, created_by=user, format=fmt, query=query, record_ids=list(record_ids or [])
+            team=team, created_by=user, format=fmt, query=query, record_ids=record_ids, key=key
         )
-        transaction.on_commit(lambda: _export_enqueue(export.pk))
-    log.info("history.export_queued id=%s format=%s", export.pk, fmt)
-    return export
+        _exports_start(team.pk)
+    export.refresh_from_db(fields=["state"])
+    log.info("history.export_queued id=%s format=%s state=%s", export.pk, fmt, export.state)
+    return export, False
+
+
+def export_key(*, team, fmt: str, query: str, record_ids) -> str:
+    """The same for two requests that would write the same file: the filters
+    as the form cleans them (order, spacing and case do not matter), the sort,
+    the checked rows and the format."""
+    form = _filter_form(query, team=team)
+    if form.is_valid():
+        what = {"filters": form.active_filters(), "sort": form.cleaned_data["sort"]}
+    else:
+        what = {"query": query}
+    what.update(format=fmt, ids=sorted(record_ids or []))
+    text = json.dumps(what, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _team_lock(team_id: int) -> None:
+    """Serialise a team's export starts (PostgreSQL: the team row's lock;
+    SQLite's write transactions are serialised already)."""
+    from ximilar_portal.accounts.models import Team
+
+    list(Team.objects.select_for_update().filter(pk=team_id).values_list("pk", flat=True))
+
+
+def _exports_start(team_id: int) -> list[int]:
+    """Inside a transaction holding the team lock: the team's oldest waiting
+    exports become running, up to its limit, and are enqueued after commit."""
+    running = Export.objects.filter(team_id=team_id, state=ExportState.RUNNING).count()
+    free = settings.EXPORT_MAX_RUNNING_PER_TEAM - running
+    if free <= 0:
+        return []
+    waiting = Export.objects.filter(team_id=team_id, state=ExportState.WAITING)
+    ids = list(waiting.order_by("created_at", "id").values_list("pk", flat=True)[:free])
+    Export.objects.filter(pk__in=ids).update(
+        state=ExportState.RUNNING, run_token="", heartbeat_at=timezone.now()
+    )
+    transaction.on_commit(lambda: [_export_enqueue(pk) for pk in ids])
+    return ids
+
+
+def exports_start(*, team_id: int) -> list[int]:
+    with transaction.atomic():
+        _team_lock(team_id)
+        return _exports_start(team_id)
 
 
 def _export_enqueue(export_id: int) -> None:
+    """A message that cannot be sent is not a failure: the export stays
+    running without a sign of life, and the sweeper sends it again."""
     from .tasks import run_export
 
     try:
         run_export.delay(export_id)
     except Exception:
         log.exception("history.export_enqueue_failed id=%s", export_id)
-        Export.objects.filter(pk=export_id).update(
-            state=ExportState.FAILED, error_message="The task queue is not reachable; try again."
+
+
+def exports_sweep() -> dict:
+    """Running exports with no sign of life for EXPORT_STALE_SECONDS (message
+    lost, or worker gone) are handed out again, or failed after
+    EXPORT_MAX_ATTEMPTS workers died on them; then every team with waiting
+    exports gets its free slots filled."""
+    now = timezone.now()
+    stale = Export.objects.filter(state=ExportState.RUNNING).filter(
+        Q(heartbeat_at__isnull=True)
+        | Q(heartbeat_at__lt=now - timedelta(seconds=settings.EXPORT_STALE_SECONDS))
+    )
+    given_up = stale.filter(attempts__gte=EXPORT_MAX_ATTEMPTS).update(
+        state=ExportState.FAILED,
+        finished_at=now,
+        error_message="The worker stopped while writing this export, too many times.",
+    )
+    resent = []
+    for export_id in stale.values_list("pk", flat=True):
+        if stale.filter(pk=export_id).update(run_token="", heartbeat_at=now):
+            _export_enqueue(export_id)
+            resent.append(export_id)
+    waiting = Export.objects.filter(state=ExportState.WAITING).values_list("team_id", flat=True)
+    started = [pk for team_id in set(waiting) for pk in exports_start(team_id=team_id)]
+    if given_up or resent or started:
+        log.info(
+            "history.exports_swept failed=%s resent=%s started=%s",
+            given_up,
+            len(resent),
+            len(started),
         )
+    return {"failed": given_up, "resent": len(resent), "started": len(started)}
+
+
+class ExportTaken(Exception):
+    """Another worker took this export over (this one was thought dead)."""
 
 
 def export_run(*, export_id: int) -> None:
     """Write the export file at constant memory (a temporary file on disk, then
-    the media storage), and mark it ready."""
-    export = Export.objects.select_related("team", "created_by").filter(pk=export_id).first()
-    if export is None or export.state != ExportState.RUNNING:
+    the media storage), and mark it ready; then the team's next waiting export
+    starts. Only the worker that takes the export (compare-and-set on
+    `run_token`) writes it: a message sent twice runs once."""
+    token = uuid.uuid4().hex
+    taken = Export.objects.filter(pk=export_id, state=ExportState.RUNNING, run_token="").update(
+        run_token=token, heartbeat_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    if not taken:
         return
-    qs = export_queryset(export)
+    export = Export.objects.select_related("team").get(pk=export_id)
+    mine = Export.objects.filter(pk=export_id, state=ExportState.RUNNING, run_token=token)
     try:
-        with tempfile.TemporaryFile("w+b") as file:
-            rows = _write_export(file, qs, export.format)
-            file.seek(0)
-            export.file.save(f"export.{export.format}", File(file), save=False)
+        rows = _export_file_write(export, mine)
+    except ExportTaken:
+        log.warning("history.export_taken_over id=%s", export_id)
+        return
     except Exception as error:
         log.exception("history.export_failed id=%s", export_id)
-        Export.objects.filter(pk=export_id).update(
+        mine.update(
             state=ExportState.FAILED, error_message=str(error)[:500], finished_at=timezone.now()
         )
-        return
-    export.state, export.rows, export.finished_at = ExportState.DONE, rows, timezone.now()
-    export.save(update_fields=["file", "state", "rows", "finished_at"])
-    log.info("history.export_done id=%s rows=%s", export_id, rows)
+    else:
+        log.info("history.export_done id=%s rows=%s", export_id, rows)
+    exports_start(team_id=export.team_id)
+
+
+def _export_file_write(export, mine) -> int:
+    """The file, stored, and the export marked done while still this worker's."""
+    qs = export_queryset(export)
+    with tempfile.TemporaryFile("w+b") as file:
+        rows = _write_export(file, qs, export.format, alive=lambda: _heartbeat(mine))
+        file.seek(0)
+        export.file.save(f"export.{export.format}", File(file), save=False)
+    done = mine.update(
+        state=ExportState.DONE, file=export.file.name, rows=rows, finished_at=timezone.now()
+    )
+    if not done:
+        export.file.delete(save=False)
+        raise ExportTaken
+    return rows
+
+
+def _heartbeat(mine) -> None:
+    if not mine.update(heartbeat_at=timezone.now()):
+        raise ExportTaken
 
 
 def export_queryset(export):
     from . import selectors
-    from .forms import HistoryFilterForm
 
-    form = HistoryFilterForm(QueryDict(export.query))
+    form = _filter_form(export.query, team=export.team)
     filters = form.active_filters() if form.is_valid() else {}
     sort = form.cleaned_data.get("sort") or "newest" if form.is_valid() else "newest"
     qs = selectors.summaries_filtered(
@@ -345,9 +470,25 @@ def export_queryset(export):
     return selectors.ordered(qs, sort)
 
 
-def _write_export(file, qs, fmt) -> int:
+def _filter_form(query: str, team=None):
+    """The history's filter form over a stored query. With the team, "by"
+    accepts its members (without them that filter would be dropped)."""
+    from .forms import HistoryFilterForm
+    from .pages import team_members
+
+    members = team_members(team) if team is not None else ()
+    return HistoryFilterForm(QueryDict(query), members=members)
+
+
+def _write_export(file, qs, fmt, alive=lambda: None) -> int:
+    """`alive` is called about every EXPORT_STALE_SECONDS / 4 while writing."""
     from .exports import export_stream
 
+    every = settings.EXPORT_STALE_SECONDS / 4
+    last = time.monotonic()
     for piece in export_stream(qs, fmt):
         file.write(piece.encode())
+        if time.monotonic() - last >= every:
+            alive()
+            last = time.monotonic()
     return qs.count()

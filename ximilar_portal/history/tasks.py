@@ -11,3 +11,8 @@ def run_export(export_id: int) -> None:
 @shared_task(name="history.sync")
 def sync() -> None:
     services.summaries_sync_all()
+
+
+@shared_task(name="history.exports_sweep")
+def exports_sweep() -> None:
+    services.exports_sweep()
