@@ -7,17 +7,20 @@ make them; messages are recorded instead of sent, and `export_run` is called
 as the worker's task calls it."""
 
 import threading
+import time
 from datetime import timedelta
+from itertools import islice
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from ximilar_portal.history import services, views
+from ximilar_portal.history import exports, services, views
 from ximilar_portal.history.demo import demo_data_generate
-from ximilar_portal.history.models import Export, ExportState, RecordSummary, Status
+from ximilar_portal.history.models import Export, ExportState, RecordSummary, Status, SyncMark
 
 from .conftest import client_for
 
@@ -249,3 +252,42 @@ def test_a_worker_thought_dead_does_not_overwrite_the_new_ones_file(sent, team, 
     export = Export.objects.get(pk=export_id)
     assert export.state == ExportState.RUNNING and export.run_token == "the-next-worker"
     assert not export.file
+
+
+def test_a_long_export_shows_it_is_alive_while_others_write(sent, team, owner, settings):
+    """The export's rows are read through a cursor that stays open while it
+    writes; signs of life written meanwhile must not fail it (on SQLite a write
+    from the reading connection fails once another connection has written)."""
+    settings.EXPORT_STALE_SECONDS = 0.4  # a sign of life every 0.1 s
+
+    def slow_stream(qs, fmt):
+        ids = qs.order_by("-created_at").values_list("pk", flat=True).iterator(chunk_size=5)
+        while batch := list(islice(ids, 5)):
+            in_another_connection(
+                lambda: SyncMark.objects.filter(team=team).update(last_job_id=F("last_job_id") + 1)
+            )
+            time.sleep(0.2)
+            yield "".join(f"{pk}\n" for pk in batch)
+
+    export_request(owner, {"format": "csv", "query": ""})
+    before = Export.objects.get().heartbeat_at
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(exports, "export_stream", slow_stream)
+        services.export_run(export_id=sent[0])
+
+    export = Export.objects.get()
+    assert export.state == ExportState.DONE, export.error_message
+    assert export.heartbeat_at > before
+    assert export.rows == RecordSummary.objects.filter(team=team).count()
+
+
+def in_another_connection(write):
+    def run():
+        try:
+            write()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)

@@ -15,14 +15,14 @@ import hashlib
 import json
 import logging
 import tempfile
-import time
+import threading
 import uuid
 from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files import File
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Max, Q
 from django.http import QueryDict
 from django.utils import timezone
@@ -440,8 +440,8 @@ def export_run(*, export_id: int) -> None:
 def _export_file_write(export, mine) -> int:
     """The file, stored, and the export marked done while still this worker's."""
     qs = export_queryset(export)
-    with tempfile.TemporaryFile("w+b") as file:
-        rows = _write_export(file, qs, export.format, alive=lambda: _heartbeat(mine))
+    with tempfile.TemporaryFile("w+b") as file, _Heartbeat(mine) as heartbeat:
+        rows = _write_export(file, qs, export.format, still_mine=heartbeat.still_mine)
         file.seek(0)
         export.file.save(f"export.{export.format}", File(file), save=False)
     done = mine.update(
@@ -453,9 +453,37 @@ def _export_file_write(export, mine) -> int:
     return rows
 
 
-def _heartbeat(mine) -> None:
-    if not mine.update(heartbeat_at=timezone.now()):
-        raise ExportTaken
+class _Heartbeat:
+    """Shows every EXPORT_STALE_SECONDS / 4 that the export is alive, from a
+    thread of its own with its own database connection: the writing thread's
+    connection holds the rows' cursor open, and on SQLite a write from it fails
+    ("database is locked") once any other connection has written."""
+
+    def __init__(self, mine):
+        self.mine, self.lost, self.stop = mine, threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        self.thread.join()
+
+    def still_mine(self) -> bool:
+        return not self.lost.is_set()
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(settings.EXPORT_STALE_SECONDS / 4):
+                if not self.mine.update(heartbeat_at=timezone.now()):
+                    self.lost.set()
+                    return
+        except Exception:
+            log.exception("history.export_heartbeat_failed")  # the sweeper decides
+        finally:
+            connections.close_all()
 
 
 def export_queryset(export):
@@ -480,15 +508,11 @@ def _filter_form(query: str, team=None):
     return HistoryFilterForm(QueryDict(query), members=members)
 
 
-def _write_export(file, qs, fmt, alive=lambda: None) -> int:
-    """`alive` is called about every EXPORT_STALE_SECONDS / 4 while writing."""
+def _write_export(file, qs, fmt, still_mine=lambda: True) -> int:
     from .exports import export_stream
 
-    every = settings.EXPORT_STALE_SECONDS / 4
-    last = time.monotonic()
     for piece in export_stream(qs, fmt):
+        if not still_mine():
+            raise ExportTaken
         file.write(piece.encode())
-        if time.monotonic() - last >= every:
-            alive()
-            last = time.monotonic()
     return qs.count()
