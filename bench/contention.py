@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.compat_official_client import start_sandbox  # noqa: E402
-from bench.engine import cpu_seconds, images, portal_data, run_portal  # noqa: E402
+from bench.engine import cpu_seconds, images, portal_data  # noqa: E402
 
 FORMATS = ("csv", "json", "jsonl")
 SORTS = ("newest", "oldest", "prob_desc", "price_asc")
@@ -87,25 +87,28 @@ def procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip())
 
 
-def start_processes(args, var_dir: Path) -> dict[str, subprocess.Popen]:
+def start_processes(args, var_dir: Path, only=None) -> dict[str, subprocess.Popen]:
     """The Procfile's worker lines and beat (or the single worker of old)."""
     lines = procfile()
     if args.layout == "single":
         wanted = {"single": SINGLE, "beat": lines["beat"]}
     else:
         wanted = {name: cmd for name, cmd in lines.items() if " worker " in cmd or name == "beat"}
+    wanted = {name: cmd for name, cmd in wanted.items() if only in (None, name)}
     env = {**os.environ, "LOG_LEVEL": "INFO"}
-    processes = {}
+    processes, logs = {}, {}
     for name, command in wanted.items():
-        log = (var_dir / f"{name}.log").open("w")
+        logs[name] = var_dir / f"{name}.log"
+        logs[name].touch()
+        before = logs[name].stat().st_size  # a restarted worker's log goes on
+        output = logs[name].open("a")
         processes[name] = subprocess.Popen(
-            ["sh", "-c", command], cwd=ROOT, env=env, stdout=log, stderr=log
+            ["sh", "-c", command], cwd=ROOT, env=env, stdout=output, stderr=output
         )
-    for name in processes:
-        if name == "beat":
-            continue
-        deadline, log = time.monotonic() + 90, var_dir / f"{name}.log"
-        while " ready." not in log.read_text():
+        logs[name] = (logs[name], before)
+    for name, (log, before) in logs.items():
+        deadline = time.monotonic() + 90
+        while name != "beat" and " ready." not in log.read_text()[before:]:
             if time.monotonic() > deadline or processes[name].poll() is not None:
                 raise SystemExit(f"{name} did not start: see {log}")
             time.sleep(0.1)
@@ -149,19 +152,73 @@ def exports_writing(ids) -> int:
     return Export.objects.filter(pk__in=ids, state="running").exclude(run_token="").count()
 
 
-def submissions(label, user, team, records, runs, while_=None, every=2.0) -> list[float]:
+class Supervisor:
+    """Restarts a worker that died (the embedded filesystem broker can still
+    kill one), as the process manager does, and says so."""
+
+    def __init__(self, args, var_dir):
+        self.args, self.var_dir, self.restarts = args, var_dir, 0
+        self.spent, self.last = {}, {}
+        self.processes = start_processes(args, var_dir)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds of each process so far, those it replaced included (as
+        last seen alive)."""
+        return {n: self.spent.get(n, 0.0) + self.last[n] for n in self._read()}
+
+    def _read(self) -> dict[str, float]:
+        for name, process in self.processes.items():
+            if process.poll() is None:
+                self.last[name] = cpu_seconds(process.pid)
+        return self.last
+
+    def check(self) -> bool:
+        """True when a process had died (and was started again)."""
+        self._read()
+        dead = [name for name, p in self.processes.items() if p.poll() is not None]
+        for name in dead:
+            print(f"  ! {name} exited with {self.processes[name].returncode}: restarted")
+            self.spent[name] = self.spent.get(name, 0.0) + self.last.pop(name, 0.0)
+            self.processes.update(start_processes(self.args, self.var_dir, only=name))
+            self.restarts += 1
+        return bool(dead)
+
+
+def one_submission(user, team, record, supervisor) -> tuple[float, bool]:
+    """Submit to done, and whether a worker had to be restarted meanwhile."""
+    from django.db.models import Max
+
+    from ximilar_portal.submissions.models import FINAL_STATES
+    from ximilar_portal.submissions.services import submission_create
+
+    started, restarted = time.time(), False
+    submission = submission_create(
+        team=team, user=user, records=[record], service="generic_tags", options={}
+    )
+    while submission.jobs.exclude(state__in=FINAL_STATES).exists():
+        time.sleep(0.05)
+        restarted = supervisor.check() or restarted
+    last = submission.jobs.aggregate(last=Max("finished_at"))["last"].timestamp()
+    return last - started, restarted
+
+
+def submissions(label, user, team, records, runs, supervisor, while_=None) -> list[float]:
     """One-record submissions one after the other: `runs` of them, or with
-    `while_`, as long as it holds (every `every` seconds, at most `runs`); only
-    those that finished while it still held count."""
+    `while_`, every two seconds as long as it holds (at most `runs`). Those
+    that finished after `while_` stopped holding, or during which a worker was
+    restarted, do not count."""
     times = []
     for number in range(runs):
-        seconds, _ = run_portal(user, team, [records[number % len(records)]])
+        seconds, restarted = one_submission(user, team, records[number % len(records)], supervisor)
         if while_ is not None and not while_():
             print(f"  {label}: {seconds:.2f} s (the exports had finished: not counted)")
             break
+        if restarted:
+            print(f"  {label}: {seconds:.2f} s (a worker was restarted meanwhile: not counted)")
+            continue
         times.append(seconds)
         print(f"  {label}: {seconds:.2f} s")
-        time.sleep(every if while_ is not None else 0.5)
+        time.sleep(2.0 if while_ is not None else 0.5)
     return times
 
 
@@ -169,7 +226,7 @@ def main() -> int:
     args = parse_args()
     token = "bench-" + secrets.token_hex(12)
     sandbox, url = start_sandbox(token)
-    processes = {}
+    supervisor = None
     try:
         with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
             var_dir = Path(tmp)
@@ -180,11 +237,11 @@ def main() -> int:
             paths = images(10, var_dir / "img")
             user, team, records = portal_data(paths, token)
             export_team, export_user = exporting_team(args.rows)
-            processes = start_processes(args, var_dir)
+            supervisor = Supervisor(args, var_dir)
             print(f"layout: {args.layout}; database: {connection.vendor}; {os.cpu_count()} cores")
 
-            idle = submissions("idle", user, team, records, args.runs)
-            cpu_before = {name: cpu_seconds(p.pid) for name, p in processes.items()}
+            idle = submissions("idle", user, team, records, args.runs, supervisor)
+            cpu_before = supervisor.cpu()
             started = time.monotonic()
             ids = exports_start(export_team, export_user, args.exports)
             while not exports_writing(ids):
@@ -195,18 +252,21 @@ def main() -> int:
                 team,
                 records,
                 args.loaded_runs,
+                supervisor,
                 while_=lambda: exports_writing(ids) > 0,
             )
             print(f"exports still open after the loaded runs: {exports_open(ids)} of {len(ids)}")
             while exports_open(ids):
+                supervisor.check()
                 time.sleep(1)
             took = time.monotonic() - started
-            cpu = {n: cpu_seconds(p.pid) - cpu_before[n] for n, p in processes.items()}
+            cpu = {name: seconds - cpu_before[name] for name, seconds in supervisor.cpu().items()}
             report(args, idle, loaded, ids, took, cpu)
+            print(f"worker restarts: {supervisor.restarts}")
     finally:
-        for process in processes.values():
+        for process in supervisor.processes.values() if supervisor else ():
             process.terminate()
-        for process in processes.values():
+        for process in supervisor.processes.values() if supervisor else ():
             process.wait(timeout=60)
         sandbox.terminate()
         sandbox.communicate(timeout=10)
