@@ -117,12 +117,15 @@ def database_url_for_workers():
 
 
 class WorkerProcess:
-    """A real `celery worker` in its own process, as `make run` starts it."""
+    """A real `celery worker` in its own process, as `make run` starts it. It
+    reads the queues named (`-Q`), or all three kinds of work of its
+    CELERY_QUEUE (engine, heavy, periodic: every queue settings declare)."""
 
-    def __init__(self, env, log_path: Path, concurrency=2):
+    def __init__(self, env, log_path: Path, concurrency=2, queues=()):
         self.log_path = log_path
         self.log_file = open(log_path, "w")  # noqa: SIM115 - lives as long as the process
         command = [sys.executable, "-m", "celery", "-A", "ximilar_portal", "worker"]
+        command += ["-Q", ",".join(queues)] if queues else []
         command += ["--pool", "threads"]  # as in the Procfile; see README "Workers"
         command += ["--concurrency", str(concurrency), "--loglevel", "DEBUG", "--without-gossip"]
         command += ["--without-mingle", "--without-heartbeat"]

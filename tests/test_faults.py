@@ -251,6 +251,7 @@ def test_an_import_during_a_lock_saves_nothing_or_is_finished_later(
     batch = UploadBatch.objects.get()
     assert batch.state == "parsing" and not batch.items.exists()
     settings.BACKGROUND_SWEEP_GRACE_SECONDS = 0
+    settings.EXPORT_STALE_SECONDS = 0
     assert background.stale(UploadBatch.objects.filter(pk=batch.pk)).exists(), "for the sweep"
     batches.import_check(batch_id=batch.pk)  # as the worker the sweep hands it to
     assert UploadBatch.objects.get().state == "preview"
@@ -292,6 +293,7 @@ def test_the_history_during_a_lock_answers_503_then_opens(owner, short_lock_wait
 @pytest.mark.django_db(transaction=True)
 def test_the_periodic_tasks_skip_a_tick_during_a_lock_and_work_at_the_next(owner, settings):
     settings.BACKGROUND_SWEEP_GRACE_SECONDS = 0
+    settings.EXPORT_STALE_SECONDS = 0
     team = owner.memberships.get().team
     record = Record.objects.create(
         team=team, ximilar_id="u", image_url=UNREACHABLE_IMAGE, preview="pending"
@@ -307,7 +309,7 @@ def test_the_periodic_tasks_skip_a_tick_during_a_lock_and_work_at_the_next(owner
             "history_recordsummary",
         ),
     ):
-        for task in (records_tasks.sweep, history_tasks.sweep_exports, submissions_tasks.sweep):
+        for task in (records_tasks.sweep, history_tasks.exports_sweep, submissions_tasks.sweep):
             task()  # logs and returns: no exception
         history_tasks.sync()
     record.refresh_from_db()
@@ -364,8 +366,9 @@ def _fresh_producers():
 
 def sweep_now(settings):
     settings.BACKGROUND_SWEEP_GRACE_SECONDS = 0
+    settings.EXPORT_STALE_SECONDS = 0
     records_tasks.sweep()
-    history_tasks.sweep_exports()
+    history_tasks.exports_sweep()
 
 
 @pytest.mark.slow
@@ -432,4 +435,5 @@ def test_a_copy_of_a_task_delivered_twice_does_nothing_the_second_time(owner, se
     assert not background.claim(waiting), "held by the first worker"
     assert batches.import_commit(batch_id=batch.pk) == 0
     settings.BACKGROUND_SWEEP_GRACE_SECONDS = 0
+    settings.EXPORT_STALE_SECONDS = 0
     assert not background.stale(waiting).exists(), "a held import is not swept"

@@ -177,7 +177,7 @@ def test_it_moves_large_exports_to_the_background(data, owner, settings, monkeyp
     monkeypatch.setattr("ximilar_portal.history.services._export_enqueue", lambda pk: None)
     client = client_for(owner)
     response = client.post(reverse("history:export"), {"format": "csv", "query": "status=failed"})
-    assert response.url == reverse("history:exports")
+    assert response.url == reverse("history:exports") + f"#export-{Export.objects.get().pk}"
     export = Export.objects.get()
     from ximilar_portal.history.services import export_run
 

@@ -401,7 +401,7 @@ def test_real_beat_and_workers_keep_every_queue_fresh(tmp_path, settings, sandbo
     settings.WORK_QUEUES["periodic"] = f"{prefix}-periodic"
     settings.HEALTH_HEARTBEAT_MAX_AGE = 30
     beat, beat_log = start_beat(env, tmp_path)
-    workers = [WorkerProcess(env, tmp_path / "engine.log").wait_ready()]
+    workers = [WorkerProcess(env, tmp_path / "engine.log", queues=(prefix,)).wait_ready()]
     try:
 
         def queue_ok(body, kind):
@@ -419,9 +419,9 @@ def test_real_beat_and_workers_keep_every_queue_fresh(tmp_path, settings, sandbo
         assert not queue_ok(body, "heavy") and not queue_ok(body, "periodic")
 
         for kind in ("heavy", "periodic"):
-            # A worker whose default queue is that kind's queue reads it alone.
-            queue_env = dict(env, CELERY_QUEUE=settings.WORK_QUEUES[kind])
-            workers.append(WorkerProcess(queue_env, tmp_path / f"{kind}.log").wait_ready())
+            queues = (settings.WORK_QUEUES[kind],)
+            log_path = tmp_path / f"{kind}.log"
+            workers.append(WorkerProcess(env, log_path, queues=queues).wait_ready())
         wait_for(lambda: healthz()[0].status_code == 200, timeout=90, message="/healthz 200")
         assert set(Heartbeat.objects.values_list("name", flat=True)) == set(KINDS)
     finally:

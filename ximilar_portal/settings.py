@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -302,7 +303,9 @@ WORK_QUEUES = {
     "heavy": f"{CELERY_QUEUE}-heavy",
     "periodic": f"{CELERY_QUEUE}-periodic",
 }
-CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE
+CELERY_TASK_DEFAULT_QUEUE = WORK_QUEUES["engine"]
+# Declared, so a worker started without -Q reads all three (one process does it all).
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in WORK_QUEUES.values()]
 # Health (/healthz): beat sends a heartbeat to every work queue this often; one
 # older than HEALTH_HEARTBEAT_MAX_AGE says that queue (or beat) has no live worker.
 HEALTH_HEARTBEAT_SECONDS = env_float("HEALTH_HEARTBEAT_SECONDS", 15.0)
@@ -313,10 +316,16 @@ HEALTH_BROKER_TIMEOUT = env_float("HEALTH_BROKER_TIMEOUT", 2.0)
 # holds a piece of work for BACKGROUND_LEASE_SECONDS, renewed while it runs.
 BACKGROUND_SWEEP_GRACE_SECONDS = env_float("BACKGROUND_SWEEP_GRACE_SECONDS", 120.0)
 BACKGROUND_LEASE_SECONDS = env_float("BACKGROUND_LEASE_SECONDS", 300.0)
+# Background exports: how many of one team's run at once (the others wait their
+# turn), and how long a running one may go without a sign of life from its
+# worker before the sweeper hands it out again.
+EXPORT_MAX_RUNNING_PER_TEAM = env_int("EXPORT_MAX_RUNNING_PER_TEAM", 2)
+EXPORT_STALE_SECONDS = env_float("EXPORT_STALE_SECONDS", 120.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "submissions.sweep", "schedule": CELERY_SWEEP_SECONDS},
     "records-sweep": {"task": "records.sweep", "schedule": CELERY_SWEEP_SECONDS},
-    "exports-sweep": {"task": "history.sweep_exports", "schedule": CELERY_SWEEP_SECONDS},
+    # Waiting exports started, lost or abandoned running ones handed out again.
+    "exports-sweep": {"task": "history.exports_sweep", "schedule": CELERY_SWEEP_SECONDS},
     # Summaries of jobs moved without a refresh call (see history.services).
     "history-sync": {"task": "history.sync", "schedule": HISTORY_SYNC_SECONDS},
     # One per queue; a heartbeat nobody ran in time is dropped, not run late.
@@ -328,6 +337,23 @@ CELERY_BEAT_SCHEDULE = {
             "options": {"queue": queue, "expires": HEALTH_HEARTBEAT_MAX_AGE},
         }
         for kind, queue in WORK_QUEUES.items()
+    },
+}
+HEAVY_TASKS = [
+    "history.run_export",
+    "records.import_check",
+    "records.import_commit",
+    "records.fetch_preview",
+    "records.fetch_batch_previews",
+]
+# Every task celery beat sends is periodic work, whatever it is named (the
+# heartbeats name their queue themselves: each checks a queue has a worker).
+CELERY_TASK_ROUTES = {
+    **{name: {"queue": WORK_QUEUES["heavy"]} for name in HEAVY_TASKS},
+    **{
+        entry["task"]: {"queue": WORK_QUEUES["periodic"]}
+        for entry in CELERY_BEAT_SCHEDULE.values()
+        if "queue" not in entry.get("options", {})
     },
 }
 

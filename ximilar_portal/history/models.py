@@ -134,6 +134,7 @@ class SavedView(models.Model):
 
 
 class ExportState(models.TextChoices):
+    WAITING = "waiting", "Waiting"
     RUNNING = "running", "Running"
     DONE = "done", "Ready"
     FAILED = "failed", "Failed"
@@ -144,7 +145,12 @@ def export_path(export, filename):
 
 
 class Export(models.Model):
-    """A large export written in the background; downloaded from its page."""
+    """A large export written in the background; downloaded from its page.
+
+    It waits while its team has EXPORT_MAX_RUNNING_PER_TEAM running; a running
+    one is taken by one worker (`run_token`), which shows it is alive through
+    `heartbeat_at`. `key` is the same for identical exports (team, filter,
+    sort, checked rows, format), so a second request reuses the first."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
     created_by = models.ForeignKey(
@@ -156,17 +162,21 @@ class Export(models.Model):
     query = models.CharField(max_length=2000, blank=True)
     record_ids = models.JSONField(default=list, blank=True)
     state = models.CharField(
-        max_length=10, choices=ExportState.choices, default=ExportState.RUNNING
+        max_length=10, choices=ExportState.choices, default=ExportState.WAITING
     )
+    key = models.CharField(max_length=64, blank=True)
+    run_token = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     rows = models.PositiveIntegerField(default=0)
     file = models.FileField(upload_to=export_path, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     # While running: handed to the broker at (past) or held by a worker until
     # (future); see lib/background.py.
-    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["team", "state", "key"], name="history_export_state")]
 
     def __str__(self):
         return f"export #{self.pk} ({self.format})"

@@ -12,7 +12,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from .models import RecordSummary, SavedView, Status, SummaryLabel
+from .models import Export, RecordSummary, SavedView, Status, SummaryLabel
 
 PAGE_SIZE = 48
 COUNT_CAP = 10_000
@@ -193,3 +193,14 @@ def saved_views_visible(*, team, user):
 
 def saved_view_get(*, team, user, pk) -> SavedView:
     return get_object_or_404(saved_views_visible(team=team, user=user), pk=pk)
+
+
+# --- Exports ----------------------------------------------------------------------------
+
+
+def exports_recent(*, team, limit=50) -> list[Export]:
+    return list(Export.objects.filter(team=team).select_related("created_by")[:limit])
+
+
+def export_get(*, team, pk) -> Export:
+    return get_object_or_404(Export.objects.filter(team=team), pk=pk)

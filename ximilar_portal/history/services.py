@@ -11,14 +11,19 @@ blocked whose job moved on: a missed call delays the history, it never loses
 anything.
 """
 
+import hashlib
+import json
 import logging
 import tempfile
-import time
+import threading
+import uuid
 from collections import defaultdict
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.files import File
-from django.db import transaction
-from django.db.models import Max
+from django.db import connections, transaction
+from django.db.models import F, Max, Q
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -44,6 +49,8 @@ from .models import (
 log = logging.getLogger(__name__)
 
 CHUNK = 500
+# Workers that may die on one export before it is failed for good.
+EXPORT_MAX_ATTEMPTS = 3
 TOP_TAGS = 5
 TOP_COLORS = 6
 JOB_STATUS = {
@@ -289,69 +296,199 @@ def export_audit(*, team, user, fmt: str, query: str, record_ids, rows=None, exp
     )
 
 
-def export_create(*, team, user, fmt: str, query: str, record_ids) -> Export:
-    """A background export: the file is written by a worker; its page links it."""
+OPEN_STATES = (ExportState.WAITING, ExportState.RUNNING)
+
+
+def export_create(*, team, user, fmt: str, query: str, record_ids) -> tuple[Export, bool]:
+    """A background export, or the team's identical one still waiting or
+    running (then `reused` is True and nothing new is made). It starts at once
+    when the team has a free slot, otherwise when one of its exports ends."""
+    record_ids = sorted(set(record_ids or []))
+    key = export_key(team=team, fmt=fmt, query=query, record_ids=record_ids)
     with transaction.atomic():
+        _team_lock(team.pk)
+        same = Export.objects.filter(team=team, state__in=OPEN_STATES, key=key).first()
+        if same is not None:
+            log.info("history.export_reused id=%s", same.pk)
+            return same, True
         export = Export.objects.create(
-            team=team,
-            created_by=user,
-            format=fmt,
-            query=query,
-            record_ids=list(record_ids or []),
-            lease_until=timezone.now(),
+            team=team, created_by=user, format=fmt, query=query, record_ids=record_ids, key=key
         )
-        transaction.on_commit(lambda: _export_enqueue(export.pk))
-    log.info("history.export_queued id=%s format=%s", export.pk, fmt)
-    return export
+        _exports_start(team.pk)
+    export.refresh_from_db(fields=["state"])
+    log.info("history.export_queued id=%s format=%s state=%s", export.pk, fmt, export.state)
+    return export, False
+
+
+def export_key(*, team, fmt: str, query: str, record_ids) -> str:
+    """The same for two requests that would write the same file: the filters
+    as the form cleans them (order, spacing and case do not matter), the sort,
+    the checked rows and the format."""
+    form = _filter_form(query, team=team)
+    if form.is_valid():
+        what = {"filters": form.active_filters(), "sort": form.cleaned_data["sort"]}
+    else:
+        what = {"query": query}
+    what.update(format=fmt, ids=sorted(record_ids or []))
+    text = json.dumps(what, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _team_lock(team_id: int) -> None:
+    """Serialise a team's export starts (PostgreSQL: the team row's lock;
+    SQLite's write transactions are serialised already)."""
+    from ximilar_portal.accounts.models import Team
+
+    list(Team.objects.select_for_update().filter(pk=team_id).values_list("pk", flat=True))
+
+
+def _exports_start(team_id: int) -> list[int]:
+    """Inside a transaction holding the team lock: the team's oldest waiting
+    exports become running, up to its limit, and are enqueued after commit."""
+    running = Export.objects.filter(team_id=team_id, state=ExportState.RUNNING).count()
+    free = settings.EXPORT_MAX_RUNNING_PER_TEAM - running
+    if free <= 0:
+        return []
+    waiting = Export.objects.filter(team_id=team_id, state=ExportState.WAITING)
+    ids = list(waiting.order_by("created_at", "id").values_list("pk", flat=True)[:free])
+    Export.objects.filter(pk__in=ids).update(
+        state=ExportState.RUNNING, run_token="", heartbeat_at=timezone.now()
+    )
+    transaction.on_commit(lambda: [_export_enqueue(pk) for pk in ids])
+    return ids
+
+
+def exports_start(*, team_id: int) -> list[int]:
+    with transaction.atomic():
+        _team_lock(team_id)
+        return _exports_start(team_id)
 
 
 def _export_enqueue(export_id: int) -> None:
+    """A message that cannot be sent is not a failure: the export stays
+    running without a sign of life, and the sweeper sends it again."""
     from .tasks import run_export
 
-    background.enqueue(run_export, export_id)  # a broker that is down: exports_sweep
+    background.enqueue(run_export, export_id)
 
 
-def exports_sweep() -> int:
-    """Hand over again the exports still running that nobody holds (the broker
-    was down, or lost the task, or the worker died)."""
-    from .tasks import run_export
+def exports_sweep() -> dict:
+    """Running exports with no sign of life for EXPORT_STALE_SECONDS (message
+    lost, or worker gone) are handed out again, or failed after
+    EXPORT_MAX_ATTEMPTS workers died on them; then every team with waiting
+    exports gets its free slots filled."""
+    now = timezone.now()
+    stale = Export.objects.filter(state=ExportState.RUNNING).filter(
+        Q(heartbeat_at__isnull=True)
+        | Q(heartbeat_at__lt=now - timedelta(seconds=settings.EXPORT_STALE_SECONDS))
+    )
+    given_up = stale.filter(attempts__gte=EXPORT_MAX_ATTEMPTS).update(
+        state=ExportState.FAILED,
+        finished_at=now,
+        error_message="The worker stopped while writing this export, too many times.",
+    )
+    resent = []
+    for export_id in stale.values_list("pk", flat=True):
+        if stale.filter(pk=export_id).update(run_token="", heartbeat_at=now):
+            _export_enqueue(export_id)
+            resent.append(export_id)
+    waiting = Export.objects.filter(state=ExportState.WAITING).values_list("team_id", flat=True)
+    started = [pk for team_id in set(waiting) for pk in exports_start(team_id=team_id)]
+    if given_up or resent or started:
+        log.info(
+            "history.exports_swept failed=%s resent=%s started=%s",
+            given_up,
+            len(resent),
+            len(started),
+        )
+    return {"failed": given_up, "resent": len(resent), "started": len(started)}
 
-    return background.hand_over_again(Export.objects.filter(state=ExportState.RUNNING), run_export)
+
+class ExportTaken(Exception):
+    """Another worker took this export over (this one was thought dead)."""
 
 
 def export_run(*, export_id: int) -> None:
     """Write the export file at constant memory (a temporary file on disk, then
-    the media storage), and mark it ready."""
-    running = Export.objects.filter(pk=export_id, state=ExportState.RUNNING)
-    if not background.claim(running):
-        return  # done, or another worker holds it
-    export = Export.objects.select_related("team", "created_by").get(pk=export_id)
-    qs = export_queryset(export)
+    the media storage), and mark it ready; then the team's next waiting export
+    starts. Only the worker that takes the export (compare-and-set on
+    `run_token`) writes it: a message sent twice runs once."""
+    token = uuid.uuid4().hex
+    taken = Export.objects.filter(pk=export_id, state=ExportState.RUNNING, run_token="").update(
+        run_token=token, heartbeat_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    if not taken:
+        return
+    export = Export.objects.select_related("team").get(pk=export_id)
+    mine = Export.objects.filter(pk=export_id, state=ExportState.RUNNING, run_token=token)
     try:
-        with tempfile.TemporaryFile("w+b") as file:
-            rows = _write_export(file, qs, export.format, still_running=running)
-            file.seek(0)
-            save_file(export.file, f"export.{export.format}", File(file))
+        rows = _export_file_write(export, mine)
+    except ExportTaken:
+        log.warning("history.export_taken_over id=%s", export_id)
+        return
     except Exception as error:
         log.exception("history.export_failed id=%s", export_id)
-        Export.objects.filter(pk=export_id).update(
-            state=ExportState.FAILED,
-            error_message=str(error)[:500],
-            finished_at=timezone.now(),
-            lease_until=None,
+        mine.update(
+            state=ExportState.FAILED, error_message=str(error)[:500], finished_at=timezone.now()
         )
-        return
-    export.state, export.rows, export.finished_at = ExportState.DONE, rows, timezone.now()
-    export.lease_until = None
-    export.save(update_fields=["file", "state", "rows", "finished_at", "lease_until"])
-    log.info("history.export_done id=%s rows=%s", export_id, rows)
+    else:
+        log.info("history.export_done id=%s rows=%s", export_id, rows)
+    exports_start(team_id=export.team_id)
+
+
+def _export_file_write(export, mine) -> int:
+    """The file, stored, and the export marked done while still this worker's."""
+    qs = export_queryset(export)
+    with tempfile.TemporaryFile("w+b") as file, _Heartbeat(mine) as heartbeat:
+        rows = _write_export(file, qs, export.format, still_mine=heartbeat.still_mine)
+        file.seek(0)
+        save_file(export.file, f"export.{export.format}", File(file))
+    done = mine.update(
+        state=ExportState.DONE, file=export.file.name, rows=rows, finished_at=timezone.now()
+    )
+    if not done:
+        export.file.delete(save=False)
+        raise ExportTaken
+    return rows
+
+
+class _Heartbeat:
+    """Shows every EXPORT_STALE_SECONDS / 4 that the export is alive, from a
+    thread of its own with its own database connection: the writing thread's
+    connection holds the rows' cursor open, and on SQLite a write from it fails
+    ("database is locked") once any other connection has written."""
+
+    def __init__(self, mine):
+        self.mine, self.lost, self.stop = mine, threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        self.thread.join()
+
+    def still_mine(self) -> bool:
+        return not self.lost.is_set()
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(settings.EXPORT_STALE_SECONDS / 4):
+                if not self.mine.update(heartbeat_at=timezone.now()):
+                    self.lost.set()
+                    return
+        except Exception:
+            log.exception("history.export_heartbeat_failed")  # the sweeper decides
+        finally:
+            connections.close_all()
 
 
 def export_queryset(export):
     from . import selectors
-    from .forms import HistoryFilterForm
 
-    form = HistoryFilterForm(QueryDict(export.query))
+    form = _filter_form(export.query, team=export.team)
     filters = form.active_filters() if form.is_valid() else {}
     sort = form.cleaned_data.get("sort") or "newest" if form.is_valid() else "newest"
     qs = selectors.summaries_filtered(
@@ -360,17 +497,21 @@ def export_queryset(export):
     return selectors.ordered(qs, sort)
 
 
-# A worker writing a long export renews its hold this often.
-EXPORT_RENEW_SECONDS = 30
+def _filter_form(query: str, team=None):
+    """The history's filter form over a stored query. With the team, "by"
+    accepts its members (without them that filter would be dropped)."""
+    from .forms import HistoryFilterForm
+    from .pages import team_members
+
+    members = team_members(team) if team is not None else ()
+    return HistoryFilterForm(QueryDict(query), members=members)
 
 
-def _write_export(file, qs, fmt, *, still_running) -> int:
+def _write_export(file, qs, fmt, still_mine=lambda: True) -> int:
     from .exports import export_stream
 
-    renewed = time.monotonic()
     for piece in export_stream(qs, fmt):
+        if not still_mine():
+            raise ExportTaken
         file.write(piece.encode())
-        if time.monotonic() - renewed >= EXPORT_RENEW_SECONDS:
-            still_running.update(**background.held())
-            renewed = time.monotonic()
     return qs.count()

@@ -16,7 +16,7 @@ def sync() -> None:
     services.summaries_sync_all()
 
 
-@shared_task(name="history.sweep_exports")
+@shared_task(name="history.exports_sweep")
 @periodic
-def sweep_exports() -> None:
+def exports_sweep() -> None:
     services.exports_sweep()

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, QueryDict, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -12,7 +12,7 @@ from ximilar_portal.records.selectors import record_get
 from . import insights, pages, selectors, services
 from .exports import CONTENT_TYPES, export_stream
 from .forms import EXPORT_FORMATS, ExportForm, SavedViewForm
-from .models import Export, ExportState
+from .models import ExportState
 
 COUNT_CAP = 1000
 INLINE_EXPORT_ROWS = getattr(settings, "HISTORY_EXPORT_INLINE_ROWS", 50_000)
@@ -79,11 +79,11 @@ def history_export(request):
     qs = view["qs"] if not ids else view["qs"].filter(record_id__in=ids)
     rows, more = selectors.count_capped(qs, cap=INLINE_EXPORT_ROWS)
     if more:
-        services.export_create(
+        export, reused = services.export_create(
             team=request.team, user=request.user, fmt=fmt, query=query, record_ids=ids
         )
-        messages.success(request, "That is a large export: it is being written in the background.")
-        return redirect("history:exports")
+        messages.success(request, _export_message(export, reused))
+        return redirect(reverse("history:exports") + f"#export-{export.pk}")
     services.export_audit(
         team=request.team, user=request.user, fmt=fmt, query=query, record_ids=ids, rows=rows
     )
@@ -95,17 +95,37 @@ def history_export(request):
     return response
 
 
+def _export_message(export, reused) -> str:
+    if reused:
+        return (
+            f"The same export (#{export.pk}) is already {export.get_state_display().lower()}: "
+            "you will find its file here, no need for a second one."
+        )
+    if export.state == ExportState.WAITING:
+        limit = settings.EXPORT_MAX_RUNNING_PER_TEAM
+        return (
+            f"That is a large export (#{export.pk}). Your team already has {limit} exports "
+            "running: it waits its turn and starts as soon as one of them is finished."
+        )
+    return f"That is a large export (#{export.pk}): it is being written in the background."
+
+
 @team_view()
 @require_GET
 def export_list(request):
-    exports = Export.objects.filter(team=request.team).select_related("created_by")[:50]
-    running = any(e.state == ExportState.RUNNING for e in exports)
-    return render(request, "history/exports.html", {"exports": exports, "running": running})
+    exports = selectors.exports_recent(team=request.team)
+    pending = any(e.state in services.OPEN_STATES for e in exports)
+    context = {
+        "exports": exports,
+        "pending": pending,
+        "limit": settings.EXPORT_MAX_RUNNING_PER_TEAM,
+    }
+    return render(request, "history/exports.html", context)
 
 
 @team_view()
 def export_download(request, pk):
-    export = get_object_or_404(Export.objects.filter(team=request.team), pk=pk)
+    export = selectors.export_get(team=request.team, pk=pk)
     if export.state != ExportState.DONE or not export.file:
         raise Http404("This export is not ready.")
     services.export_audit(
