@@ -51,6 +51,9 @@ class LoggedRequest:
     time: float  # time.time() when the request arrived (what a rate limit governs)
     status: int
     token_hint: str  # "…abcd": never the whole token
+    # The `_id`s sent (records, then the query record): a load run counts how
+    # often each record was billed.
+    record_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +124,14 @@ def record_count(body: dict) -> int:
     records = body.get("records")
     count = len(records) if isinstance(records, list) else 0
     return count + (1 if isinstance(body.get("query_record"), dict) else 0)
+
+
+def record_ids(body: dict) -> list[str]:
+    records = body.get("records")
+    sent = list(records) if isinstance(records, list) else []
+    if isinstance(body.get("query_record"), dict):
+        sent.append(body["query_record"])
+    return [str(r["_id"]) for r in sent if isinstance(r, dict) and "_id" in r]
 
 
 def json_answer(code: int, body, headers: dict | None = None, elapsed: float = 0.0) -> Answer:
@@ -209,7 +220,9 @@ class SandboxServer:
         )
         answer = self._answer_api(call, body_error)
         count, hint = record_count(body), token_hint(token)
-        entry = LoggedRequest(call.method, path, count, received, answer.status, hint)
+        entry = LoggedRequest(
+            call.method, path, count, received, answer.status, hint, record_ids(body)
+        )
         with self._log_lock:
             self._log.append(entry)
         return answer
