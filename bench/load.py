@@ -496,6 +496,19 @@ class Portal:
         self.process = None
         self.known = {}  # pid -> role of every portal process seen
         self.exits = []  # (seconds into the load, role, pid)
+        self.last_log, self.log_taken_at = None, 0.0  # the sandbox's log, read every 5 s
+
+    def sandbox_log(self) -> tuple[list, str]:
+        """The sandbox's request log, or the last copy taken if it has stopped."""
+        self.log_taken_at = time.monotonic()
+        try:
+            answer = requests.get(self.sandbox_url + "_sandbox/log", timeout=30)
+            self.last_log = answer.json()
+            return self.last_log, "read at the end"
+        except (requests.RequestException, ValueError):
+            if self.last_log is None:
+                return [], "unavailable (the sandbox had stopped)"
+            return self.last_log, "the sandbox had stopped: the last copy, read within 5 s of it"
 
     def prepare(self):
         run = {"cwd": ROOT, "env": self.env, "check": True}
@@ -560,6 +573,8 @@ class Portal:
         """Notice processes that exit (and new ones), once a second."""
         seen = set(self.known)
         while not stopping.wait(1):
+            if time.monotonic() - self.log_taken_at > 5:
+                self.sandbox_log()
             self.refresh()
             alive = {pid for pids in self.roles_alive().values() for pid in pids}
             for pid in sorted(seen - alive):
@@ -737,7 +752,7 @@ def check(run):
     no_current = len(done_pairs - current_pairs)
 
     # Billing: each 200 answer that carried a record's _id billed it once.
-    log = requests.get(run.portal.sandbox_url + "_sandbox/log", timeout=30).json()
+    log, log_source = run.portal.sandbox_log()
     prefixes = [(PATHS[s].path, s) for s in SERVICES]
     billed, refused = collections.Counter(), collections.Counter()
     for entry in log:
@@ -766,6 +781,7 @@ def check(run):
     return {
         "submissions asked": len(pks),
         "submissions missing": len(pks - found),
+        "submissions (database)": Submission.objects.filter(team_id__in=teams).count(),
         "records asked": asked,
         "jobs": sum(states.values()),
         "job states": dict(states),
@@ -775,6 +791,7 @@ def check(run):
         "two current results": two_current,
         "done without a current result": no_current,
         "sandbox requests": len(log),
+        "sandbox log": log_source,
         "sandbox log full": len(log) >= 10_000,
         "records billed": sum(billed.values()),
         "twice billed": sum(twice.values()),
@@ -782,7 +799,7 @@ def check(run):
         "done but never billed": done_unbilled,
         "records": records.count(),
         "previews": {Preview(k).label: v for k, v in previews.items()},
-        "pending previews": previews.get(Preview.PENDING, 0),
+        "pending previews": previews.get(Preview.PENDING, 0),  # a preview task lost
         "batches": {f"{k}/{s}": n for (k, s), n in batches.items()},
         "records missing": len(
             seen - set(records.filter(pk__in=seen).values_list("pk", flat=True))
