@@ -128,13 +128,16 @@ class Tally:
         self.by_action = collections.Counter()
         self.connection_errors = collections.Counter()  # kind -> count
         self.server_errors = []  # (when, method, path, status)
+        self.seconds = []  # how long each answered request took
         self.first_connection_error = None
         self.submissions = {}  # pk -> (team key, records asked for)
         self.records_created = collections.Counter()  # how -> count
         self.notes = collections.Counter()
 
-    def response(self, method, path, status, when):
+    def response(self, method, path, status, when, seconds=None):
         with self.lock:
+            if seconds is not None:
+                self.seconds.append(seconds)
             self.statuses[f"{status // 100}xx"] += 1
             if status >= 500:
                 self.server_errors.append((when, method, path, status))
@@ -164,6 +167,7 @@ class Browser:
         """The response, or None after a connection error (counted, then a pause)."""
         kwargs.setdefault("timeout", HTTP_TIMEOUT)
         url = path if path.startswith("http") else self.base + path
+        sent = time.monotonic()
         try:
             response = self.session.request(method, url, **kwargs)
         except requests.Timeout:
@@ -173,7 +177,8 @@ class Browser:
             self.tally.connection_error(kind, time.monotonic() - self.started)
         else:
             when = time.monotonic() - self.started
-            self.tally.response(method, self._path_label(path), response.status_code, when)
+            label, took = self._path_label(path), time.monotonic() - sent
+            self.tally.response(method, label, response.status_code, when, took)
             for hop in response.history:  # redirects answered on the way
                 self.tally.response(method, self._path_label(path), hop.status_code, when)
             return response
@@ -853,6 +858,10 @@ def report(args, run, facts, settle_seconds, leftovers):
     print(f"actions: {dict(tally.by_action)}")
     requests_total = sum(tally.statuses.values())
     print(f"responses: {requests_total} ({dict(sorted(tally.statuses.items()))})")
+    if tally.seconds:
+        ordered = sorted(tally.seconds)
+        p50, p95 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.95)]
+        print(f"response time: median {p50:.2f} s, p95 {p95:.2f} s, max {ordered[-1]:.2f} s")
     connection_errors = sum(tally.connection_errors.values())
     first = tally.first_connection_error
     print(
