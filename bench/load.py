@@ -894,6 +894,8 @@ def report(args, run, facts, settle_seconds, leftovers):
         "done but never billed",
     ):
         print(f"{key}: {facts[key]}")
+    if facts["sandbox log"] != "read at the end":
+        print("warning: the sandbox's last requests may be missing: 'never billed' may count them")
     if facts["sandbox log full"]:
         print("warning: the sandbox log reached its limit; billing counts are partial")
     for role, at, pids in run.killed:
