@@ -432,7 +432,15 @@ def test_two_workers_share_the_rate_limit(
 ):
     rate = 10
     records = make_records(team_with_token, owner, 400)
-    workers = workers_for(XIMILAR_RATE_LIMIT=rate, XIMILAR_CONCURRENCY=8)
+    # Nothing here times out or dies: the sandbox (a thread of this busy test
+    # process) may take over a second for ten records, which the 1 s read timeout
+    # of the failure tests would turn into three timeouts and failed records.
+    workers = workers_for(
+        XIMILAR_RATE_LIMIT=rate,
+        XIMILAR_CONCURRENCY=8,
+        XIMILAR_READ_TIMEOUT=60,
+        XIMILAR_LEASE_SECONDS=120,
+    )
     workers.start(concurrency=8)
     workers.start(concurrency=8)
     submission = submit_quietly(team_with_token, owner, records, monkeypatch=monkeypatch)
