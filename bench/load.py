@@ -30,10 +30,11 @@ submission that holds it. The last line is
 `load_errors: <connection errors + 5xx + lost + twice billed>`.
 
 Embedded defaults (SQLite + filesystem broker) unless DATABASE_URL and
-CELERY_BROKER_URL are set; `--flush` empties that database and broker first
-(use your own). `--kill worker@30` sends SIGKILL to the worker 30 s into the
-load (web, worker, beat or sandbox; repeatable). `--launcher` replaces the
-honcho command (for a different process manager).
+CELERY_BROKER_URL are set; `--flush` empties that database first (use your
+own); tasks go to a queue of the run's own (CELERY_QUEUE). `--kill worker@30`
+sends SIGKILL to the worker 30 s into the load (web, worker, beat or sandbox;
+repeatable). `--launcher` replaces the honcho command (for a different process
+manager).
 """
 
 import argparse
@@ -80,7 +81,7 @@ def parse_args():
     parser.add_argument("--teams", type=int, default=0, help="default: one per five users")
     parser.add_argument("--settle", type=float, default=420, help="longest wait at the end")
     parser.add_argument("--kill", action="append", default=[], help="ROLE@SECONDS, e.g. worker@30")
-    parser.add_argument("--flush", action="store_true", help="empty DATABASE_URL's db and broker")
+    parser.add_argument("--flush", action="store_true", help="empty DATABASE_URL's database")
     parser.add_argument("--launcher", default=LAUNCHER, help="command that runs the Procfile")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the VAR_DIR (logs) afterwards")
@@ -496,6 +497,9 @@ class Portal:
             DJANGO_SETTINGS_MODULE="ximilar_portal.settings",
             PYTHONUNBUFFERED="1",
         )
+        # A queue of its own: a shared broker (a Redis db that tests also use) is
+        # never read from or purged for anyone else.
+        env.setdefault("CELERY_QUEUE", f"bench-load-{secrets.token_hex(3)}")
         self.env = env
         self.log_path = var_dir / "portal.log"
         self.process = None
