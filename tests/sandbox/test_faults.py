@@ -114,7 +114,9 @@ def test_the_log_records_each_call_without_the_token(server, api):
         200,
     )
     assert first.token_hint == "…" + TOKEN[-4:]
+    assert first.record_ids == ["a", "b", "c"]
     assert second.status == 401
+    assert second.record_ids == []
     assert abs(first.time - time.time()) < 10
     assert TOKEN not in repr(server.requests())
 

@@ -12,12 +12,15 @@ be taken a few slots late (`catch_up_slots`). Without that, each such moment
 was lost for good: a limit of 60/s came out as 55-58 requests/s on a busy
 machine. Idle time is never banked beyond those few slots."""
 
+import logging
 import time
 
 from django.conf import settings
 from django.db import connection
 
 from .models import TeamQueue
+
+log = logging.getLogger(__name__)
 
 # A worker does not hold a batch for longer than this waiting for its slot: it
 # puts the records back with next_attempt_at at the slot instead.
@@ -43,6 +46,8 @@ def slot_reserve(*, team_id: int, rate: float | None = None) -> float:
         now_us = int(time.time() * 1_000_000)
         slot = _slot_take(team_id, now_us, interval_us, catch_up_us)
         if slot is not None:
+            # The slot itself, not when the request left: a busy machine sends late.
+            log.debug("ratelimit.slot team=%s at_us=%s", team_id, slot)
             return max(0.0, (slot - now_us) / 1_000_000)
         current = TeamQueue.objects.filter(team_id=team_id).values_list("next_slot_us", flat=True)
         if not current:
