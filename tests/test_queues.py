@@ -18,7 +18,7 @@ from ximilar_portal.history import services as history
 from ximilar_portal.history.models import Export, ExportState
 from ximilar_portal.submissions.models import JobState
 
-from .conftest import SANDBOX_TOKEN, wait_for
+from .conftest import SANDBOX_TOKEN, WorkerProcess, wait_for
 from .test_engine_workers import all_final, make_records, start_beat, submit_quietly, worker_env
 
 PROCFILE = settings.BASE_DIR / "Procfile"
@@ -80,7 +80,7 @@ def test_the_procfile_starts_a_worker_for_each_kind():
     assert {"beat", "web", "sandbox"} <= set(procfile())
 
 
-class ProcfileWorker:
+class ProcfileWorker(WorkerProcess):
     """One worker line of the Procfile, run as the process manager runs it."""
 
     def __init__(self, name, env, tmp_path):
@@ -93,19 +93,7 @@ class ProcfileWorker:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: " ready." in self.log(), timeout=60, message=f"{name} worker ready")
-
-    def log(self):
-        return self.log_path.read_text()
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log_file.close()
+        self.wait_ready()
 
 
 def purge(queues):
