@@ -510,18 +510,26 @@ class Portal:
         self.known = {}  # pid -> role of every portal process seen
         self.exits = []  # (seconds into the load, role, pid)
         self.last_log, self.log_taken_at = None, 0.0  # the sandbox's log, read every 5 s
+        self.earlier_logs = []  # what sandboxes before a restart logged
 
     def sandbox_log(self) -> tuple[list, str]:
-        """The sandbox's request log, or the last copy taken if it has stopped."""
+        """The sandbox's request log, or the last copy taken if it has stopped.
+        A restarted sandbox starts a new log: what the one before it logged
+        (its last copy) is kept in front of it."""
         self.log_taken_at = time.monotonic()
         try:
             answer = requests.get(self.sandbox_url + "_sandbox/log", timeout=30)
-            self.last_log = answer.json()
-            return self.last_log, "read at the end"
+            fresh = answer.json()
         except (requests.RequestException, ValueError):
             if self.last_log is None:
                 return [], "unavailable (the sandbox had stopped)"
-            return self.last_log, "the sandbox had stopped: the last copy, read within 5 s of it"
+            return self.earlier_logs + self.last_log, (
+                "the sandbox had stopped: the last copy, read within 5 s of it"
+            )
+        if self.last_log and len(fresh) < len(self.last_log):
+            self.earlier_logs += self.last_log  # the sandbox was restarted
+        self.last_log = fresh
+        return self.earlier_logs + fresh, "read at the end"
 
     def prepare(self):
         run = {"cwd": ROOT, "env": self.env, "check": True}
