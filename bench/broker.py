@@ -111,15 +111,19 @@ def main():
     chosen = sys.argv[4:] or list(TRANSPORTS)
     sent = producers * per_producer
     print(f"{producers} producers, {consumers} consumer threads, {sent} messages", flush=True)
+    lost = {}
     for name in chosen:
         transport = TRANSPORTS[name]
         arrived, twice, left, errors, elapsed = run(transport, producers, consumers, per_producer)
+        lost[name] = sent - arrived + twice
         print(
             f"{name:>7}: {arrived}/{sent} arrived, {twice} twice, {left} left in the queue, "
             f"{elapsed:.1f} s, "
             f"{len(errors)} consumers died" + (f" (first: {errors[0]})" if errors else ""),
             flush=True,
         )
+    # The headline: messages the portal's transport lost or delivered twice.
+    print(f"broker_lost_or_twice: {lost.get('portal', 'not run')}")
 
 
 if __name__ == "__main__":

@@ -217,10 +217,12 @@ def main() -> None:
             said = [line for at, line in output.lines if at >= since and "system" in line]
         print("\n".join(said))
         left = [c["pid"] for c in pidfile_read(pidfile).get("children", [])]
-        print("left running:", [p for p in left if process_alive(p)])
+        left_running = [p for p in left if process_alive(p)]
+        print("left running:", left_running)
         with output.lock:
             (var_dir / "make-run.log").write_text("\n".join(line for _, line in output.lines))
         print(f"the whole output: {var_dir / 'make-run.log'}")
+        print(f"supervisor_left_running: {len(left_running)}")
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
