@@ -146,7 +146,7 @@ def test_a_full_disk_answers_503_json_to_the_upload_script(owner, media):
 
 def test_a_full_disk_answers_503_on_an_import_and_keeps_no_batch(owner, media):
     FullDisk.free = 10
-    content = b"_id,_url\na,https://example.com/a.jpg\n"
+    content = b"_id,_url\na,http://127.0.0.1:9/a.jpg\n"
     response = client_for(owner).post(
         "/records/import/", {"file": SimpleUploadedFile("rows.csv", content)}
     )
@@ -237,7 +237,7 @@ def test_an_import_during_a_lock_saves_nothing_or_is_finished_later(
     owner, media, short_lock_wait, settings
 ):
     client = client_for(owner)
-    rows = b"_id,_url\na,https://example.com/a.jpg\n"
+    rows = b"_id,_url\na,http://127.0.0.1:9/a.jpg\n"
     with database_locked("records_uploadbatch"):
         response = client.post("/records/import/", {"file": SimpleUploadedFile("a.csv", rows)})
     assert_unavailable(response, b"database is busy")
