@@ -190,3 +190,19 @@ class BatchItem(models.Model):
 
     def __str__(self):
         return f"{self.name or self.position}: {self.status}"
+
+
+class RecordChange(models.Model):
+    """The outbox of the history: a record whose summary must be rebuilt. Every
+    write that changes what a summary shows adds a row in its own transaction,
+    so a change is never committed without it; the history's worker drains it.
+    `record_id` is a plain column because the record may be gone by then."""
+
+    record_id = models.BigIntegerField()
+    noted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self):
+        return f"record {self.record_id} changed"
